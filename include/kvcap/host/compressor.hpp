@@ -1,0 +1,370 @@
+#pragma once
+// kvcap/host/compressor.hpp — the host executor: per-layer caches kept at a budget during
+// chunked prefill.
+//
+// The engine loop, for each chunk and each layer:
+//
+//   c.append(layer, k, v, meta);        // resident ≤ budget + chunk: the peak
+//   auto view = c.layer(layer);         // attend over view.k / view.v, slots [0, length)
+//   c.compress(layer);                  // back to ≤ budget
+//
+// Storage (K, V and metadata per layer, capacity = budget + max_chunk) and the scoring
+// workspace are allocated at construction, through a caller-supplied std::pmr resource,
+// or the storage is the engine's own (views). Nothing allocates afterwards. Every argument
+// is validated before anything is written: a call that throws kvcap::error leaves the
+// cache byte-identical.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory_resource>
+#include <span>
+#include <vector>
+
+#include "../budgets/concept.hpp"
+#include "../core/error.hpp"
+#include "../core/kv_tensor.hpp"
+#include "../core/layer_view.hpp"
+#include "../core/ranking.hpp"
+#include "../core/workspace.hpp"
+#include "../reducers/concept.hpp"
+#include "../reducers/evict.hpp"
+#include "../scorers/concept.hpp"
+#include "../structures/concept.hpp"
+#include "../structures/sequence.hpp"
+#include "contexts.hpp"
+
+namespace kvcap::host {
+
+/// Extents every layer shares, declared once.
+struct compressor_shape {
+  index_t num_layers = 1;
+  index_t num_kv_heads = 1;
+  index_t num_q_heads = 1;  ///< a multiple of num_kv_heads (GQA groups)
+  index_t head_dim = 0;
+  index_t max_chunk = 0;    ///< most tokens one append may bring once the cache is at budget
+};
+
+/// Memory of a compressor in bytes.
+struct memory_stats {
+  std::size_t storage_bytes = 0;    ///< K, V and metadata capacity of all layers
+  std::size_t workspace_bytes = 0;  ///< scoring and selection workspace
+  std::size_t resident_bytes = 0;   ///< K, V and metadata of the tokens resident now
+  std::size_t peak_resident_bytes = 0;
+  std::size_t total_bytes() const { return storage_bytes + workspace_bytes; }
+};
+
+template <class T, layout Layout, scorer Scorer, budget Budget, reducer Reducer = reducers::evict,
+          structure Structure = structures::sequence>
+class compressor {
+ public:
+  using element_type = T;
+  using view_type = layer_view<T, Layout>;
+
+  struct policies {
+    Scorer scorer{};
+    Budget budget{};
+    Structure structure{};
+    Reducer reducer{};
+  };
+
+  /// Bytes of one token slot of one layer: K and V for every head, plus its metadata.
+  static constexpr index_t slot_bytes(const compressor_shape& s) {
+    return s.num_kv_heads * (2 * s.head_dim * static_cast<index_t>(sizeof(T)) +
+                             static_cast<index_t>(sizeof(token_meta)));
+  }
+
+  /// Workspace bytes for layers of at most `max_capacity` tokens (the CUB-style size query:
+  /// the same carve the constructor runs).
+  static std::size_t workspace_bytes(const compressor_shape& s, index_t max_capacity) {
+    workspace_carver w;
+    carve(w, s, max_capacity);
+    return w.bytes();
+  }
+
+  /// Owning: storage and workspace come from `resource`.
+  compressor(const compressor_shape& shape, const policies& p,
+             std::pmr::memory_resource* resource = std::pmr::get_default_resource())
+      : compressor(shape, p, resource, {}) {}
+
+  /// Non-owning: each layer's K, V and metadata live in the engine's buffers, whose
+  /// capacity must be at least that layer's budget + max_chunk. Only the workspace comes
+  /// from `resource`.
+  compressor(const compressor_shape& shape, const policies& p, std::span<const view_type> engine_layers,
+             std::pmr::memory_resource* resource = std::pmr::get_default_resource())
+      : compressor(shape, p, resource, engine_layers) {}
+
+  compressor(const compressor&) = delete;
+  compressor& operator=(const compressor&) = delete;
+  ~compressor() { release(); }
+
+  const compressor_shape& shape() const { return shape_; }
+  const policies& policy() const { return policies_; }
+  index_t num_layers() const { return shape_.num_layers; }
+  index_t budget(index_t layer) const { return layers_[checked_layer(layer)].budget; }
+  index_t capacity(index_t layer) const { return layers_[checked_layer(layer)].view.capacity(); }
+  index_t length(index_t layer) const { return layers_[checked_layer(layer)].view.length; }
+  /// Logical tokens appended to `layer` so far: the index the next chunk continues from.
+  index_t logical_length(index_t layer) const { return layers_[checked_layer(layer)].next_index; }
+  /// The cache of `layer` as the engine attends over it.
+  const view_type& layer(index_t layer) const { return layers_[checked_layer(layer)].view; }
+
+  memory_stats memory() const {
+    return {storage_bytes_, workspace_bytes_, resident_tokens_ * static_cast<std::size_t>(slot_bytes(shape_)),
+            peak_resident_tokens_ * static_cast<std::size_t>(slot_bytes(shape_))};
+  }
+
+  /// Forget every layer's tokens (a new prompt). Keeps all storage.
+  void reset() {
+    for (auto& l : layers_) l.view.length = 0, l.next_index = 0, l.last_t = 0, l.num_protected = 0;
+    resident_tokens_ = 0;
+  }
+
+  /// Append a chunk's keys, values (any order, shape (tokens, kv_heads, head_dim)) and its
+  /// tokens' metadata to `layer`. The chunk's tokens occupy slots [length, length + n) of
+  /// every head.
+  void append(index_t layer, kv_tensor<const T> k, kv_tensor<const T> v, std::span<const token_meta> meta) {
+    auto& l = layers_[checked_layer(layer)];
+    validate_chunk(l, k, v, meta);
+    auto& view = l.view;
+    const index_t n = k.num_tokens, d = shape_.head_dim;
+    for (index_t head = 0; head < shape_.num_kv_heads; ++head)
+      for (index_t tok = 0; tok < n; ++tok) {
+        std::memcpy(view.k + view.mapping(view.length + tok, head), k.data + k.offset(tok, head), d * sizeof(T));
+        std::memcpy(view.v + view.mapping(view.length + tok, head), v.data + v.offset(tok, head), d * sizeof(T));
+        view.meta_at(view.length + tok, head) = meta[tok];
+      }
+    for (const token_meta& m : meta) l.num_protected += m.is_protected;
+    if (n > 0) l.next_index = meta.back().index + 1, l.last_t = meta.back().position.t;
+    view.length += n;
+    resident_tokens_ += static_cast<std::size_t>(n);
+    peak_resident_tokens_ = std::max(peak_resident_tokens_, resident_tokens_);
+  }
+
+  /// Compress `layer` back to at most its budget. `window` (shape (w, q_heads, head_dim))
+  /// is an optional observation window of the chunk's queries for query-aware scorers.
+  void compress(index_t layer, kv_tensor<const T> window = {}) {
+    auto& l = layers_[checked_layer(layer)];
+    if (window.data != nullptr) {
+      detail::require(window.num_heads == shape_.num_q_heads, "window.num_heads", shape_.num_q_heads, window.num_heads);
+      detail::require(window.head_dim == shape_.head_dim, "window.head_dim", shape_.head_dim, window.head_dim);
+    }
+    const index_t n = l.view.length, keep = l.budget;
+    if (n <= keep) return;
+    for (index_t head = 0; head < shape_.num_kv_heads; ++head) compress_head(l, head, keep);
+    l.view.length = keep;
+    resident_tokens_ -= static_cast<std::size_t>(n - keep);
+    // The invariant every engine relies on; cannot fail unless kvcap itself is wrong.
+    if (l.view.length > l.budget) throw std::logic_error("kvcap: compress left more than the budget");
+  }
+
+ private:
+  struct layer_state {
+    view_type view{};
+    index_t budget = 0;
+    index_t next_index = 0;     // logical index the next token must exceed or equal
+    std::int32_t last_t = 0;    // temporal position of the last appended token
+    index_t num_protected = 0;  // protected tokens resident (the same in every head)
+    bool owned = false;
+  };
+  struct workspace {
+    float* scores = nullptr;          // (tok)
+    std::int32_t* order = nullptr;    // (tok)
+    std::uint8_t* keep = nullptr;     // (tok)
+    float* mean_unit_key = nullptr;   // (dim)
+  };
+
+  template <class Carver>
+  static workspace carve(Carver& w, const compressor_shape& s, index_t max_capacity) {
+    workspace ws;
+    ws.scores = w.template take<float>(max_capacity);
+    ws.order = w.template take<std::int32_t>(max_capacity);
+    ws.keep = w.template take<std::uint8_t>(max_capacity);
+    ws.mean_unit_key = w.template take<float>(s.head_dim);
+    return ws;
+  }
+
+  cache_shape budget_shape() const {
+    return {shape_.num_layers, shape_.num_kv_heads, shape_.head_dim, static_cast<index_t>(sizeof(T))};
+  }
+
+  compressor(const compressor_shape& shape, const policies& p, std::pmr::memory_resource* resource,
+             std::span<const view_type> engine_layers)
+      : shape_(shape), policies_(p), resource_(resource), layers_(static_cast<std::size_t>(std::max<index_t>(shape.num_layers, 0))) {
+    detail::require(resource != nullptr, "resource", "a memory resource", "nullptr");
+    detail::require(shape.num_layers > 0, "shape.num_layers", "> 0", shape.num_layers);
+    detail::require(shape.num_kv_heads > 0, "shape.num_kv_heads", "> 0", shape.num_kv_heads);
+    detail::require(shape.head_dim > 0, "shape.head_dim", "> 0", shape.head_dim);
+    detail::require(shape.max_chunk > 0, "shape.max_chunk", "> 0", shape.max_chunk);
+    detail::require(shape.num_q_heads > 0 && shape.num_q_heads % shape.num_kv_heads == 0, "shape.num_q_heads",
+                    detail::concat("a positive multiple of num_kv_heads (", shape.num_kv_heads, ")"), shape.num_q_heads);
+    const bool owning = engine_layers.empty();
+    if (!owning)
+      detail::require(static_cast<index_t>(engine_layers.size()) == shape.num_layers, "engine_layers.size()",
+                      shape.num_layers, engine_layers.size());
+    index_t max_capacity = 0;
+    for (index_t layer = 0; layer < shape.num_layers; ++layer) {
+      const index_t b = p.budget.tokens_for(layer, budget_shape());
+      detail::require(b > 0, "budget", detail::concat("> 0 tokens for layer ", layer), b);
+      max_capacity = std::max(max_capacity, b + shape.max_chunk);
+      layers_[layer].budget = b;
+    }
+    workspace_bytes_ = workspace_bytes(shape, max_capacity);
+    try {
+      for (index_t layer = 0; layer < shape.num_layers; ++layer) {
+        auto& l = layers_[layer];
+        const index_t capacity = l.budget + shape.max_chunk;
+        if (owning) {
+          l.view.mapping = make_mapping<Layout>(capacity, shape.num_kv_heads, shape.head_dim);
+          const auto elems = static_cast<std::size_t>(l.view.mapping.required_span_size());
+          const auto metas = static_cast<std::size_t>(capacity * shape.num_kv_heads);
+          l.owned = true;
+          l.view.k = static_cast<T*>(resource_->allocate(elems * sizeof(T), alignof(T)));
+          l.view.v = static_cast<T*>(resource_->allocate(elems * sizeof(T), alignof(T)));
+          l.view.meta = static_cast<token_meta*>(resource_->allocate(metas * sizeof(token_meta), alignof(token_meta)));
+          storage_bytes_ += 2 * elems * sizeof(T) + metas * sizeof(token_meta);
+        } else {
+          const view_type& e = engine_layers[layer];
+          detail::require(e.k != nullptr && e.v != nullptr && e.meta != nullptr, "engine_layers[layer]",
+                          "non-null k, v and meta", "a null pointer");
+          detail::require(e.mapping.num_heads == shape.num_kv_heads, "engine_layers[layer].mapping.num_heads",
+                          shape.num_kv_heads, e.mapping.num_heads);
+          detail::require(e.mapping.head_dim == shape.head_dim, "engine_layers[layer].mapping.head_dim",
+                          shape.head_dim, e.mapping.head_dim);
+          detail::require(e.mapping.capacity >= capacity, "engine_layers[layer].mapping.capacity",
+                          detail::concat(">= budget + max_chunk = ", capacity), e.mapping.capacity);
+          l.view = e;
+          l.view.length = 0;
+        }
+      }
+      workspace_memory_ = resource_->allocate(workspace_bytes_, workspace_alignment);
+    } catch (...) {
+      release();
+      throw;
+    }
+    workspace_carver w(workspace_memory_);
+    ws_ = carve(w, shape, max_capacity);
+  }
+
+  void release() noexcept {
+    for (auto& l : layers_) {
+      if (!l.owned) continue;
+      const auto elems = static_cast<std::size_t>(l.view.mapping.required_span_size());
+      const auto metas = static_cast<std::size_t>(l.view.mapping.capacity * shape_.num_kv_heads);
+      if (l.view.k) resource_->deallocate(l.view.k, elems * sizeof(T), alignof(T));
+      if (l.view.v) resource_->deallocate(l.view.v, elems * sizeof(T), alignof(T));
+      if (l.view.meta) resource_->deallocate(l.view.meta, metas * sizeof(token_meta), alignof(token_meta));
+      l.view.k = l.view.v = nullptr;
+      l.view.meta = nullptr;
+    }
+    if (workspace_memory_) resource_->deallocate(workspace_memory_, workspace_bytes_, workspace_alignment);
+    workspace_memory_ = nullptr;
+  }
+
+  index_t checked_layer(index_t layer) const {
+    detail::require(layer >= 0 && layer < shape_.num_layers, "layer",
+                    detail::concat("in [0, ", shape_.num_layers, ")"), layer);
+    return layer;
+  }
+
+  void validate_chunk(const layer_state& l, const kv_tensor<const T>& k, const kv_tensor<const T>& v,
+                      std::span<const token_meta> meta) const {
+    using detail::concat;
+    using detail::require;
+    const index_t n = k.num_tokens;
+    require(k.num_heads == shape_.num_kv_heads, "k.num_heads", shape_.num_kv_heads, k.num_heads);
+    require(k.head_dim == shape_.head_dim, "k.head_dim", shape_.head_dim, k.head_dim);
+    require(v.num_tokens == n, "v.num_tokens", concat("k.num_tokens = ", n), v.num_tokens);
+    require(v.num_heads == shape_.num_kv_heads, "v.num_heads", shape_.num_kv_heads, v.num_heads);
+    require(v.head_dim == shape_.head_dim, "v.head_dim", shape_.head_dim, v.head_dim);
+    require(static_cast<index_t>(meta.size()) == n, "meta.size()", concat("k.num_tokens = ", n), meta.size());
+    require(n == 0 || (k.data != nullptr && v.data != nullptr), "k.data, v.data", "non-null", "nullptr");
+    const index_t room = l.view.capacity() - l.view.length;
+    require(n <= room, "k.num_tokens",
+            concat("<= capacity - resident = ", room, " (budget ", l.budget, " + max_chunk ", shape_.max_chunk,
+                   " - resident ", l.view.length, "); compress before appending again"),
+            n);
+    index_t prev_index = l.next_index - 1;
+    std::int32_t prev_t = l.last_t;
+    index_t protected_after = l.num_protected;
+    for (index_t tok = 0; tok < n; ++tok) {
+      const token_meta& m = meta[tok];
+      require(m.index > prev_index, "meta[].index", concat("> ", prev_index, " (strictly increasing) at token ", tok),
+              m.index);
+      require(m.position.t >= prev_t, "meta[].position.t",
+              concat(">= ", prev_t, " (positions never go backwards) at token ", tok), m.position.t);
+      require(m.size == 1, "meta[].size", concat("1 for an appended token, at token ", tok), m.size);
+      const meta_check c = policies_.structure.check(m);
+      require(c.ok, (std::string("meta[].") + c.field).c_str(),
+              concat(c.exact ? "== " : "< ", c.limit, " (declared structure) at token ", tok), c.got);
+      prev_index = m.index;
+      prev_t = m.position.t;
+      protected_after += m.is_protected;
+    }
+    require(protected_after <= l.budget, "meta[].is_protected",
+            concat("at most budget = ", l.budget, " protected tokens resident"), protected_after);
+    check_finite("k", k);
+    check_finite("v", v);
+  }
+
+  static void check_finite(const char* name, const kv_tensor<const T>& t) {
+    for (index_t i = 0, size = t.size(); i < size; ++i)
+      if (!std::isfinite(static_cast<float>(t.data[i])))
+        detail::require(false, name, "finite values", detail::concat(static_cast<float>(t.data[i]), " at element ", i));
+  }
+
+  void compress_head(layer_state& l, index_t head, index_t keep) {
+    const view_type& view = l.view;
+    const index_t n = view.length, d = shape_.head_dim;
+    if constexpr (Scorer::inputs.mean_unit_key) {
+      std::fill_n(ws_.mean_unit_key, d, 0.f);
+      for (index_t tok = 0; tok < n; ++tok) {
+        const auto k = view.key(tok, head);
+        const float len = norm(k);
+        if (len > 0.f)
+          for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] += k[i] / len;
+      }
+      for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] /= static_cast<float>(n);
+    }
+    const score_context<T, Layout> sctx{&view, head, l.next_index, ws_.mean_unit_key};
+    for (index_t tok = 0; tok < n; ++tok) {
+      ws_.scores[tok] = sanitize_score(policies_.scorer.score(sctx, tok));
+      ws_.order[tok] = static_cast<std::int32_t>(tok);
+    }
+    const auto rank = [&](std::int32_t tok) {
+      const token_meta& m = view.meta_at(tok, head);
+      return rank_key{ws_.scores[tok], m.index, m.is_protected};
+    };
+    std::nth_element(ws_.order, ws_.order + keep, ws_.order + n,
+                     [&](std::int32_t a, std::int32_t b) { return ranks_before(rank(a), rank(b)); });
+    std::fill_n(ws_.keep, n, std::uint8_t{0});
+    for (index_t i = 0; i < keep; ++i) ws_.keep[ws_.order[i]] = 1;
+
+    reduce_context<T, Layout> rctx{&view, head, ws_.keep};
+    policies_.reducer.reduce(rctx);
+
+    // Stable in-place compaction: kept slots move only toward the front.
+    index_t dst = 0;
+    for (index_t tok = 0; tok < n; ++tok) {
+      if (!ws_.keep[tok]) continue;
+      if (dst != tok) {
+        std::memcpy(view.k + view.mapping(dst, head), view.k + view.mapping(tok, head), d * sizeof(T));
+        std::memcpy(view.v + view.mapping(dst, head), view.v + view.mapping(tok, head), d * sizeof(T));
+        view.meta_at(dst, head) = view.meta_at(tok, head);
+      }
+      ++dst;
+    }
+  }
+
+  compressor_shape shape_;
+  policies policies_;
+  std::pmr::memory_resource* resource_;
+  std::vector<layer_state> layers_;  // sized at construction, never resized
+  void* workspace_memory_ = nullptr;
+  workspace ws_{};
+  std::size_t storage_bytes_ = 0, workspace_bytes_ = 0;
+  std::size_t resident_tokens_ = 0, peak_resident_tokens_ = 0;
+};
+
+}  // namespace kvcap::host

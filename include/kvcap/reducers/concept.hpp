@@ -1,0 +1,37 @@
+#pragma once
+// kvcap/reducers/concept.hpp — what a reducer must offer.
+//
+// Once the kept set of a (layer, head) is chosen, the reducer decides what happens to the
+// tokens that did not make it, before the executor compacts the kept ones to the front
+// (stable, ascending, metadata alongside). Evict does nothing; a merging reducer folds a
+// dropped token into a kept one through the context's `key`/`value`/`meta` accessors.
+
+#include <concepts>
+#include <type_traits>
+
+#include "../core/config.hpp"
+#include "../core/token_meta.hpp"
+#include "../core/vector_math.hpp"
+
+namespace kvcap {
+
+namespace archetypes {
+/// The reduce context's documented API. Declared, never defined.
+struct reduce_context {
+  index_t num_tokens() const;  ///< resident tokens of this head before compaction
+  index_t head_dim() const;
+  bool is_kept(index_t tok) const;
+  vector_ref<const float> key(index_t tok) const;
+  vector_ref<const float> value(index_t tok) const;
+  const token_meta& meta(index_t tok) const;
+};
+}  // namespace archetypes
+
+template <class R>
+concept reducer = std::is_trivially_copyable_v<R> &&
+    requires(const R r, archetypes::reduce_context& ctx) {
+      { R::merges } -> std::convertible_to<bool>;
+      r.reduce(ctx);
+    };
+
+}  // namespace kvcap

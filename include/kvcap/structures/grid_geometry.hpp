@@ -1,0 +1,68 @@
+#pragma once
+// kvcap/structures/grid_geometry.hpp — token order of a T×H×W visual segment.
+//
+// Tokens run frame by frame. Inside a frame they run in raster order, or tile-major when
+// tiles are declared (tiles in raster order, tokens in raster order inside each tile, as
+// InternVL's 448-px tiles are fed). Tiles must divide the grid.
+
+#include "../core/config.hpp"
+#include "concept.hpp"
+
+namespace kvcap::structures {
+
+struct grid_geometry {
+  index_t frames = 1, rows = 0, cols = 0;
+  index_t tile_rows = 0, tile_cols = 0;  ///< 0: no tiles (raster order)
+
+  constexpr bool tiled() const { return tile_rows > 0 && tile_cols > 0; }
+  constexpr index_t frame_tokens() const { return rows * cols; }
+  constexpr index_t num_tokens() const { return frames * rows * cols; }
+
+  /// Offset of (frame, row, col) from the segment's first token.
+  constexpr index_t offset(index_t frame, index_t row, index_t col) const {
+    index_t in_frame = row * cols + col;
+    if (tiled()) {
+      const index_t tile = (row / tile_rows) * (cols / tile_cols) + col / tile_cols;
+      in_frame = tile * tile_rows * tile_cols + (row % tile_rows) * tile_cols + col % tile_cols;
+    }
+    return frame * frame_tokens() + in_frame;
+  }
+
+  struct coords {
+    index_t frame, row, col;
+  };
+  constexpr coords at(index_t off) const {
+    const index_t frame = off / frame_tokens(), in_frame = off % frame_tokens();
+    if (!tiled()) return {frame, in_frame / cols, in_frame % cols};
+    const index_t tile_size = tile_rows * tile_cols, tile = in_frame / tile_size,
+                  in_tile = in_frame % tile_size, tiles_per_row = cols / tile_cols;
+    return {frame, (tile / tiles_per_row) * tile_rows + in_tile / tile_cols,
+            (tile % tiles_per_row) * tile_cols + in_tile % tile_cols};
+  }
+
+  constexpr boundary boundary_at(index_t off) const {
+    const index_t in_frame = off % frame_tokens();
+    if (in_frame == 0) return boundary::frame;
+    if (tiled() && in_frame % (tile_rows * tile_cols) == 0) return boundary::tile;
+    if (in_frame % (tiled() ? tile_cols : cols) == 0) return boundary::row;
+    return boundary::token;
+  }
+
+  /// Offset of the token `d` away from the one at `off`; false if it leaves the grid.
+  constexpr bool neighbour(index_t off, grid_offset d, index_t& out) const {
+    const coords c = at(off);
+    const index_t t = c.frame + d.dt, r = c.row + d.dh, w = c.col + d.dw;
+    if (t < 0 || t >= frames || r < 0 || r >= rows || w < 0 || w >= cols) return false;
+    out = offset(t, r, w);
+    return true;
+  }
+
+  constexpr meta_check check(const token_meta& m) const {
+    if (m.frame < 0 || m.frame >= frames) return {false, "frame", frames, m.frame};
+    if (m.row < 0 || m.row >= rows) return {false, "row", rows, m.row};
+    if (m.col < 0 || m.col >= cols) return {false, "col", cols, m.col};
+    return {};
+  }
+};
+
+}  // namespace kvcap::structures
