@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include <type_traits>
+
 #include "config.hpp"
 
 namespace kvcap {
@@ -17,6 +19,12 @@ struct vector_ref {
   Element* data = nullptr;
   index_t size = 0;
   KVCAP_HOST_DEVICE float operator[](index_t i) const { return static_cast<float>(data[i]); }
+  /// A writable run reads as a read-only one.
+  KVCAP_HOST_DEVICE operator vector_ref<const Element>() const
+    requires(!std::is_const_v<Element>)
+  {
+    return {data, size};
+  }
 };
 
 template <class A, class B>

@@ -28,6 +28,7 @@
 #include "../core/layer_view.hpp"
 #include "../core/ranking.hpp"
 #include "../core/workspace.hpp"
+#include "window_mass.hpp"
 #include "../reducers/concept.hpp"
 #include "../reducers/evict.hpp"
 #include "../scorers/concept.hpp"
@@ -44,6 +45,7 @@ struct compressor_shape {
   index_t num_q_heads = 1;  ///< a multiple of num_kv_heads (GQA groups)
   index_t head_dim = 0;
   index_t max_chunk = 0;    ///< most tokens one append may bring once the cache is at budget
+  index_t max_window = 0;   ///< most observation-window queries (window scorers need > 0)
 };
 
 /// Memory of a compressor in bytes.
@@ -55,7 +57,7 @@ struct memory_stats {
   std::size_t total_bytes() const { return storage_bytes + workspace_bytes; }
 };
 
-template <class T, layout Layout, scorer Scorer, budget Budget, reducer Reducer = reducers::evict,
+template <class T, layout Layout, any_scorer Scorer, budget Budget, reducer Reducer = reducers::evict,
           structure Structure = structures::sequence>
 class compressor {
  public:
@@ -142,19 +144,28 @@ class compressor {
     peak_resident_tokens_ = std::max(peak_resident_tokens_, resident_tokens_);
   }
 
-  /// Compress `layer` back to at most its budget. `window` (shape (w, q_heads, head_dim))
-  /// is an optional observation window of the chunk's queries for query-aware scorers.
-  void compress(index_t layer, kv_tensor<const T> window = {}) {
+  /// Compress `layer` back to at most its budget. `window` (shape (w, q_heads, head_dim),
+  /// w ≤ max_window) is an observation window of queries for query-aware scorers; with
+  /// `window_is_chunk_tail` its queries are the last w tokens of the cache and attend
+  /// causally, otherwise (a proxy such as the question) they see every resident token.
+  void compress(index_t layer, kv_tensor<const T> window = {}, bool window_is_chunk_tail = true) {
+    compress_to(layer, budget(layer), window, window_is_chunk_tail);
+  }
+
+  /// Compress `layer` to at most `tokens` (≤ its budget). With a budget that holds the
+  /// whole prompt, one compress_to at the end is the offline oracle: post-prefill
+  /// compression with the same policies.
+  void compress_to(index_t layer, index_t tokens, kv_tensor<const T> window = {}, bool window_is_chunk_tail = true) {
     auto& l = layers_[checked_layer(layer)];
-    if (window.data != nullptr) {
-      detail::require(window.num_heads == shape_.num_q_heads, "window.num_heads", shape_.num_q_heads, window.num_heads);
-      detail::require(window.head_dim == shape_.head_dim, "window.head_dim", shape_.head_dim, window.head_dim);
-    }
-    const index_t n = l.view.length, keep = l.budget;
-    if (n <= keep) return;
-    for (index_t head = 0; head < shape_.num_kv_heads; ++head) compress_head(l, head, keep);
-    l.view.length = keep;
-    resident_tokens_ -= static_cast<std::size_t>(n - keep);
+    detail::require(tokens >= l.num_protected && tokens <= l.budget, "tokens",
+                    detail::concat("in [protected resident = ", l.num_protected, ", budget = ", l.budget, "]"), tokens);
+    validate_window(l, window, window_is_chunk_tail);
+    const index_t n = l.view.length;
+    if (n <= tokens) return;
+    for (index_t head = 0; head < shape_.num_kv_heads; ++head)
+      compress_head(l, head, tokens, window, window_is_chunk_tail);
+    l.view.length = tokens;
+    resident_tokens_ -= static_cast<std::size_t>(n - tokens);
     // The invariant every engine relies on; cannot fail unless kvcap itself is wrong.
     if (l.view.length > l.budget) throw std::logic_error("kvcap: compress left more than the budget");
   }
@@ -168,11 +179,15 @@ class compressor {
     index_t num_protected = 0;  // protected tokens resident (the same in every head)
     bool owned = false;
   };
+  static constexpr index_t num_components = num_components_v<Scorer>;
+
   struct workspace {
     float* scores = nullptr;          // (tok)
     std::int32_t* order = nullptr;    // (tok)
     std::uint8_t* keep = nullptr;     // (tok)
     float* mean_unit_key = nullptr;   // (dim)
+    float* components = nullptr;      // (component, tok), composite scorers only
+    window_mass_workspace window{};   // window scorers only
   };
 
   template <class Carver>
@@ -182,6 +197,10 @@ class compressor {
     ws.order = w.template take<std::int32_t>(max_capacity);
     ws.keep = w.template take<std::uint8_t>(max_capacity);
     ws.mean_unit_key = w.template take<float>(s.head_dim);
+    if constexpr (num_components > 0) ws.components = w.template take<float>(num_components * max_capacity);
+    if constexpr (Scorer::inputs.window_mass)
+      ws.window = window_mass_workspace::carve(w, s.max_window * (s.num_q_heads / s.num_kv_heads), s.head_dim,
+                                               max_capacity);
     return ws;
   }
 
@@ -199,6 +218,9 @@ class compressor {
     detail::require(shape.max_chunk > 0, "shape.max_chunk", "> 0", shape.max_chunk);
     detail::require(shape.num_q_heads > 0 && shape.num_q_heads % shape.num_kv_heads == 0, "shape.num_q_heads",
                     detail::concat("a positive multiple of num_kv_heads (", shape.num_kv_heads, ")"), shape.num_q_heads);
+    detail::require(shape.max_window >= 0, "shape.max_window", ">= 0", shape.max_window);
+    if constexpr (Scorer::inputs.window_mass)
+      detail::require(shape.max_window > 0, "shape.max_window", "> 0 for a window scorer", shape.max_window);
     const bool owning = engine_layers.empty();
     if (!owning)
       detail::require(static_cast<index_t>(engine_layers.size()) == shape.num_layers, "engine_layers.size()",
@@ -314,24 +336,72 @@ class compressor {
         detail::require(false, name, "finite values", detail::concat(static_cast<float>(t.data[i]), " at element ", i));
   }
 
-  void compress_head(layer_state& l, index_t head, index_t keep) {
+  void validate_window(const layer_state& l, const kv_tensor<const T>& window, bool chunk_tail) const {
+    using detail::concat;
+    using detail::require;
+    if constexpr (Scorer::inputs.window_mass)
+      require(window.data != nullptr && window.num_tokens > 0, "window", "an observation window of queries",
+              "none");
+    if (window.data == nullptr) return;
+    require(window.num_heads == shape_.num_q_heads, "window.num_heads", shape_.num_q_heads, window.num_heads);
+    require(window.head_dim == shape_.head_dim, "window.head_dim", shape_.head_dim, window.head_dim);
+    require(window.num_tokens <= shape_.max_window, "window.num_tokens",
+            concat("<= shape.max_window = ", shape_.max_window), window.num_tokens);
+    if (chunk_tail)
+      require(window.num_tokens <= l.view.length, "window.num_tokens",
+              concat("<= resident tokens = ", l.view.length, " (the window is the chunk's tail)"), window.num_tokens);
+    check_finite("window", window);
+  }
+
+  void compute_mean_unit_key(const view_type& view, index_t head) {
+    const index_t n = view.length, d = shape_.head_dim;
+    std::fill_n(ws_.mean_unit_key, d, 0.f);
+    for (index_t tok = 0; tok < n; ++tok) {
+      const auto k = view.key(tok, head);
+      const float len = norm(k);
+      if (len > 0.f)
+        for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] += k[i] / len;
+    }
+    for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] /= static_cast<float>(n);
+  }
+
+  /// Scores of every resident token of `head` into ws_.scores.
+  void score_head(const layer_state& l, index_t head, const kv_tensor<const T>& window, bool chunk_tail) {
+    const view_type& view = l.view;
+    const index_t n = view.length;
+    if constexpr (Scorer::inputs.mean_unit_key) compute_mean_unit_key(view, head);
+    if constexpr (Scorer::inputs.window_mass) window_mass(view, head, window, chunk_tail, ws_.window);
+    const score_context<T, Layout, Structure> ctx{
+        {&view, &policies_.structure, head}, l.next_index, ws_.mean_unit_key, ws_.window.mass};
+    if constexpr (num_components == 0) {
+      for (index_t tok = 0; tok < n; ++tok) ws_.scores[tok] = sanitize_score(policies_.scorer.score(ctx, tok));
+    } else {
+      // Composite: every component for every token, then z-scores per component.
+      float mean[num_components], inv_std[num_components];
+      for (index_t c = 0; c < num_components; ++c) {
+        float* comp = ws_.components + c * n;
+        double sum = 0, sum_sq = 0;
+        for (index_t tok = 0; tok < n; ++tok) {
+          comp[tok] = policies_.scorer.component(ctx, tok, c);
+          sum += comp[tok], sum_sq += static_cast<double>(comp[tok]) * comp[tok];
+        }
+        const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
+        mean[c] = static_cast<float>(m);
+        inv_std[c] = var > 0 ? static_cast<float>(1.0 / std::sqrt(var)) : 0.f;
+      }
+      float z[num_components];
+      for (index_t tok = 0; tok < n; ++tok) {
+        for (index_t c = 0; c < num_components; ++c) z[c] = (ws_.components[c * n + tok] - mean[c]) * inv_std[c];
+        ws_.scores[tok] = sanitize_score(policies_.scorer.combine(ctx, tok, z));
+      }
+    }
+  }
+
+  void compress_head(layer_state& l, index_t head, index_t keep, const kv_tensor<const T>& window, bool chunk_tail) {
     const view_type& view = l.view;
     const index_t n = view.length, d = shape_.head_dim;
-    if constexpr (Scorer::inputs.mean_unit_key) {
-      std::fill_n(ws_.mean_unit_key, d, 0.f);
-      for (index_t tok = 0; tok < n; ++tok) {
-        const auto k = view.key(tok, head);
-        const float len = norm(k);
-        if (len > 0.f)
-          for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] += k[i] / len;
-      }
-      for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] /= static_cast<float>(n);
-    }
-    const score_context<T, Layout> sctx{&view, head, l.next_index, ws_.mean_unit_key};
-    for (index_t tok = 0; tok < n; ++tok) {
-      ws_.scores[tok] = sanitize_score(policies_.scorer.score(sctx, tok));
-      ws_.order[tok] = static_cast<std::int32_t>(tok);
-    }
+    score_head(l, head, window, chunk_tail);
+    for (index_t tok = 0; tok < n; ++tok) ws_.order[tok] = static_cast<std::int32_t>(tok);
     const auto rank = [&](std::int32_t tok) {
       const token_meta& m = view.meta_at(tok, head);
       return rank_key{ws_.scores[tok], m.index, m.is_protected};
@@ -341,7 +411,7 @@ class compressor {
     std::fill_n(ws_.keep, n, std::uint8_t{0});
     for (index_t i = 0; i < keep; ++i) ws_.keep[ws_.order[i]] = 1;
 
-    reduce_context<T, Layout> rctx{&view, head, ws_.keep};
+    reduce_context<T, Layout, Structure> rctx{{&view, &policies_.structure, head}, ws_.keep};
     policies_.reducer.reduce(rctx);
 
     // Stable in-place compaction: kept slots move only toward the front.

@@ -7,37 +7,61 @@
 #include <cstdint>
 
 #include "../core/layer_view.hpp"
+#include "../structures/concept.hpp"
 
 namespace kvcap::host {
 
-template <class T, layout Layout>
-struct score_context {
+/// One head of one layer, plus the structure model that names each token's neighbours.
+template <class T, layout Layout, structure Structure>
+struct head_access {
   const layer_view<T, Layout>* view;
-  index_t head_, next_index_;
-  const float* mean_unit_key_;  // (dim), when the scorer asked for it
+  const Structure* structure;
+  index_t head_;
 
   index_t num_tokens() const { return view->length; }
   index_t head() const { return head_; }
   index_t head_dim() const { return view->mapping.head_dim; }
-  index_t next_index() const { return next_index_; }
-  vector_ref<const T> key(index_t tok) const { return {view->k + view->mapping(tok, head_), head_dim()}; }
-  vector_ref<const T> value(index_t tok) const { return {view->v + view->mapping(tok, head_), head_dim()}; }
-  const token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
-  vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, head_dim()}; }
-};
-
-template <class T, layout Layout>
-struct reduce_context {
-  const layer_view<T, Layout>* view;
-  index_t head_;
-  const std::uint8_t* keep_;  // (tok)
-
-  index_t num_tokens() const { return view->length; }
-  index_t head_dim() const { return view->mapping.head_dim; }
-  bool is_kept(index_t tok) const { return keep_[tok] != 0; }
   vector_ref<T> key(index_t tok) const { return view->key(tok, head_); }
   vector_ref<T> value(index_t tok) const { return view->value(tok, head_); }
   token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
+
+  /// Slot of the resident token with logical index `index`: resident tokens are in
+  /// ascending index order, so a binary search finds it.
+  bool find(std::int64_t index, index_t& slot) const {
+    index_t lo = 0, hi = view->length;
+    while (lo < hi) {
+      const index_t mid = lo + (hi - lo) / 2;
+      if (meta(mid).index < index) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo == view->length || meta(lo).index != index) return false;
+    slot = lo;
+    return true;
+  }
+  bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
+    index_t index = 0;
+    return structure->neighbour(meta(tok).index, d, index) && find(index, slot);
+  }
+};
+
+template <class T, layout Layout, structure Structure>
+struct score_context : head_access<T, Layout, Structure> {
+  index_t next_index_;
+  const float* mean_unit_key_;  // (dim), when the scorer asked for it
+  const float* window_mass_;    // (tok), when the scorer asked for it
+
+  index_t next_index() const { return next_index_; }
+  vector_ref<const T> key(index_t tok) const { return this->view->key(tok, this->head_); }
+  vector_ref<const T> value(index_t tok) const { return this->view->value(tok, this->head_); }
+  const token_meta& meta(index_t tok) const { return this->view->meta_at(tok, this->head_); }
+  vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, this->head_dim()}; }
+  float window_mass(index_t tok) const { return window_mass_[tok]; }
+};
+
+template <class T, layout Layout, structure Structure>
+struct reduce_context : head_access<T, Layout, Structure> {
+  const std::uint8_t* keep_;  // (tok)
+  bool is_kept(index_t tok) const { return keep_[tok] != 0; }
 };
 
 }  // namespace kvcap::host

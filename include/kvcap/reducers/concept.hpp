@@ -12,6 +12,7 @@
 #include "../core/config.hpp"
 #include "../core/token_meta.hpp"
 #include "../core/vector_math.hpp"
+#include "../structures/concept.hpp"
 
 namespace kvcap {
 
@@ -21,9 +22,11 @@ struct reduce_context {
   index_t num_tokens() const;  ///< resident tokens of this head before compaction
   index_t head_dim() const;
   bool is_kept(index_t tok) const;
-  vector_ref<const float> key(index_t tok) const;
-  vector_ref<const float> value(index_t tok) const;
-  const token_meta& meta(index_t tok) const;
+  vector_ref<float> key(index_t tok) const;    ///< writable: a merge folds into kept tokens
+  vector_ref<float> value(index_t tok) const;
+  token_meta& meta(index_t tok) const;
+  /// The resident slot of the token `d` away from `tok` in the structure model.
+  bool neighbour(index_t tok, grid_offset d, index_t& slot) const;
 };
 }  // namespace archetypes
 
