@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what kvcap's build, tests, example and benchmarks need on a Debian 12 machine.
+# CUDA is optional: with nvcc in /usr/local/cuda the device code is built too.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  cmake make g++ libeigen3-dev doctest-dev libbenchmark-dev \
+  ffmpeg opencv-doc python3 python3-numpy python3-matplotlib >/dev/null
+echo "kvcap setup: done"
