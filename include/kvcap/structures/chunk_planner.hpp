@@ -9,8 +9,10 @@
 //
 // Hybrid schedule (the paper's default): the first chunk is one bulk pass of up to
 // `bulk_tokens` (typically the budget: it fits without any eviction), then chunks of up to
-// `max_chunk`. Planning allocates the returned vector; it runs once per prompt, never on
-// the per-chunk path.
+// `max_chunk`. The bulk chunk is larger than max_chunk when the budget is: it still fits,
+// because it arrives in an empty cache of capacity budget + max_chunk; size the engine's
+// chunk buffers by max_chunk_size(plan). Planning allocates the returned vector; it runs
+// once per prompt, never on the per-chunk path.
 
 #include <algorithm>
 #include <vector>
@@ -66,6 +68,13 @@ std::vector<chunk_range> plan_chunks(const S& s, chunk_schedule schedule) {
     begin = end;
   }
   return chunks;
+}
+
+/// The largest chunk of a plan: what the engine's per-chunk buffers must hold.
+inline index_t max_chunk_size(const std::vector<chunk_range>& chunks) {
+  index_t m = 0;
+  for (const chunk_range& c : chunks) m = std::max(m, c.size());
+  return m;
 }
 
 }  // namespace kvcap
