@@ -14,6 +14,8 @@
 //   segment text 12 protected
 //   k 0 layer0_k.npy                  per layer: keys and values, shape (tokens, kv_heads,
 //   v 0 layer0_v.npy                  head_dim), float32 or float16, RoPE already applied
+//   q 0 layer0_q.npy                  optional, per layer: queries (tokens, q_heads, head_dim),
+//                                     for query-aware scorers (observation windows)
 //   probes probes.npy                 optional: probe queries (layers, probes, q_heads, head_dim)
 //   positions positions.npy           optional: (tokens, 3) int M-RoPE positions (t, h, w)
 //                                     overriding the Qwen2-VL rule of structures::mixed
@@ -37,12 +39,14 @@ struct kv_dump {
   kvcap::index_t layers = 0, kv_heads = 0, q_heads = 0, head_dim = 0;
   std::vector<kvcap::structures::segment> segments;
   std::vector<npy_array> k, v;  ///< (layer) of (tokens, kv_heads, head_dim)
+  std::vector<npy_array> q;     ///< (layer) of (tokens, q_heads, head_dim); empty if absent
   npy_array probes;             ///< (layers, probes, q_heads, head_dim); empty if absent
   std::vector<kvcap::token_meta> meta;  ///< (tokens)
 
   kvcap::structures::mixed structure() const { return {segments}; }
   kvcap::index_t num_tokens() const { return structure().num_tokens(); }
   bool has_probes() const { return !probes.shape.empty(); }
+  bool has_queries() const { return !q.empty(); }
 };
 
 inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
@@ -53,7 +57,7 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
     throw std::runtime_error("kv dump " + manifest_path.string() + ": " + what);
   };
   kv_dump d;
-  std::vector<std::string> k_files, v_files;
+  std::vector<std::string> k_files, v_files, q_files;
   std::string probes_file, positions_file, line;
   bool versioned = false;
   while (std::getline(in, line)) {
@@ -84,11 +88,11 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
         ls >> a >> b >> c;
         d.segments.push_back(kvcap::structures::segment::video(a, b, c));
       } else fail("segment kind '" + kind + "' (expected text, image or video)");
-    } else if (key == "k" || key == "v") {
+    } else if (key == "k" || key == "v" || key == "q") {
       std::size_t layer = 0;
       std::string file;
       ls >> layer >> file;
-      auto& files = key == "k" ? k_files : v_files;
+      auto& files = key == "k" ? k_files : key == "v" ? v_files : q_files;
       if (files.size() <= layer) files.resize(layer + 1);
       files[layer] = file;
     } else if (key == "probes") ls >> probes_file;
@@ -109,6 +113,16 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
       if (a.shape != std::vector<std::int64_t>{tokens, d.kv_heads, d.head_dim})
         fail((*files)[layer] + ": shape must be (tokens=" + std::to_string(tokens) + ", kv_heads, head_dim)");
       (files == &k_files ? d.k : d.v).push_back(std::move(a));
+    }
+  }
+  if (!q_files.empty()) {
+    for (kvcap::index_t layer = 0; layer < d.layers; ++layer) {
+      if (static_cast<kvcap::index_t>(q_files.size()) <= layer || q_files[layer].empty())
+        fail("missing 'q " + std::to_string(layer) + " FILE' (queries are given for some layers only)");
+      npy_array a = read_npy((dir / q_files[layer]).string());
+      if (a.shape != std::vector<std::int64_t>{tokens, d.q_heads, d.head_dim})
+        fail(q_files[layer] + ": shape must be (tokens=" + std::to_string(tokens) + ", q_heads, head_dim)");
+      d.q.push_back(std::move(a));
     }
   }
   if (!probes_file.empty()) {

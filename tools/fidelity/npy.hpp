@@ -104,3 +104,30 @@ inline npy_array read_npy(const std::string& path) {
 }
 
 }  // namespace kvcap_tools
+
+namespace kvcap_tools {
+
+/// Writes a C-order little-endian array: `descr` "<f4" (float) or "<f2" (Eigen::half) or
+/// "<i4" (int32_t), matching T.
+template <class T>
+void write_npy(const std::string& path, const std::string& descr, const std::vector<std::int64_t>& shape,
+               const T* data) {
+  std::string dims;
+  std::int64_t count = 1;
+  for (auto s : shape) dims += std::to_string(s) + ", ", count *= s;
+  if (shape.size() > 1) dims.resize(dims.size() - 2);
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw std::runtime_error("npy: cannot write " + path);
+  out.write("\x93NUMPY\x01\x00", 8);
+  const auto len = static_cast<std::uint16_t>(header.size());
+  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  out.write(len_bytes, 2);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(count * sizeof(T)));
+}
+
+}  // namespace kvcap_tools
