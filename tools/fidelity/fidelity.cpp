@@ -1,0 +1,256 @@
+// tools/fidelity/fidelity.cpp — replays K/V dumps through kvcap with many policies and
+// measures how close the compressed cache's attention stays to the full cache.
+//
+//   fidelity --dump DIR [--dump DIR ...] [--label DIR=real|semi-real|synthetic]
+//            [--budgets 0.05,0.1,0.25] [--budget-tokens 1024,...] [--chunks aligned:784,fixed:784,...]
+//            [--scorers key_diff,window,...] [--modes online,oracle] [--reducers evict,merge]
+//            [--window 32] [--top-k 32] [--out results.csv]
+//
+// Replay: for every chunk of the prompt (hybrid schedule: a bulk pass up to the budget,
+// then chunks), every layer gets append → compress, exactly the engine loop, with the
+// dump's K/V (RoPE already applied). Online compresses after every chunk; the oracle
+// (post-prefill compression, kvpress' setting) appends everything with a budget of the
+// whole prompt and compresses once at the end with the same policies. Query-aware scorers
+// use the last `window` queries of each chunk (oracle: of the prompt) from the dump's
+// per-layer queries. Probes are the dump's probe queries, placed after the prompt.
+// One CSV row per (dump, scorer, reducer, mode, chunking, budget).
+
+#include <kvcap.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kv_dump.hpp"
+#include "metrics.hpp"
+
+namespace {
+
+using kvcap::index_t;
+using namespace kvcap;
+
+std::vector<std::string> split(const std::string& s, char sep = ',') {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, sep);)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// A dump converted to float, NHD per layer, plus the full cache's per-head matrices.
+struct replay_source {
+  std::string name, data_label;
+  kvcap_tools::kv_dump dump;
+  std::vector<std::vector<float>> k, v, q;             // (layer) of (tokens, heads, dim)
+  std::vector<std::vector<Eigen::MatrixXf>> full_k, full_v;  // (layer, kv_head) of (N, dim)
+  std::vector<std::vector<std::vector<Eigen::VectorXf>>> probes;  // (layer, probe, q_head)
+  index_t protected_tokens = 0;
+};
+
+replay_source load(const std::string& dir, const std::string& label) {
+  replay_source s;
+  s.name = std::filesystem::path(dir).filename().string();
+  s.data_label = label;
+  s.dump = kvcap_tools::read_kv_dump(dir);
+  const auto& d = s.dump;
+  if (!d.has_probes()) throw std::runtime_error(dir + ": the fidelity harness needs probe queries ('probes' line)");
+  const index_t n = d.num_tokens();
+  for (index_t l = 0; l < d.layers; ++l) {
+    auto to_float = [](const kvcap_tools::npy_array& a) {
+      std::vector<float> out(static_cast<std::size_t>(a.size()));
+      for (index_t i = 0; i < a.size(); ++i) out[i] = static_cast<float>(a.at(i));
+      return out;
+    };
+    s.k.push_back(to_float(d.k[l]));
+    s.v.push_back(to_float(d.v[l]));
+    if (d.has_queries()) s.q.push_back(to_float(d.q[l]));
+    std::vector<Eigen::MatrixXf> fk, fv;
+    for (index_t h = 0; h < d.kv_heads; ++h) {
+      Eigen::MatrixXf mk(n, d.head_dim), mv(n, d.head_dim);
+      for (index_t t = 0; t < n; ++t)
+        for (index_t i = 0; i < d.head_dim; ++i)
+          mk(t, i) = s.k[l][(t * d.kv_heads + h) * d.head_dim + i], mv(t, i) = s.v[l][(t * d.kv_heads + h) * d.head_dim + i];
+      fk.push_back(std::move(mk)), fv.push_back(std::move(mv));
+    }
+    s.full_k.push_back(std::move(fk)), s.full_v.push_back(std::move(fv));
+    std::vector<std::vector<Eigen::VectorXf>> layer_probes;
+    const index_t num_probes = d.probes.shape[1];
+    for (index_t p = 0; p < num_probes; ++p) {
+      std::vector<Eigen::VectorXf> heads;
+      for (index_t qh = 0; qh < d.q_heads; ++qh) {
+        Eigen::VectorXf q(d.head_dim);
+        for (index_t i = 0; i < d.head_dim; ++i)
+          q(i) = static_cast<float>(d.probes.at(((l * num_probes + p) * d.q_heads + qh) * d.head_dim + i));
+        heads.push_back(q);
+      }
+      layer_probes.push_back(std::move(heads));
+    }
+    s.probes.push_back(std::move(layer_probes));
+  }
+  for (const auto& m : d.meta) s.protected_tokens += m.is_protected;
+  return s;
+}
+
+struct config {
+  std::string scorer, reducer, mode, chunking;
+  index_t chunk = 784, budget = 0, window = 32, top_k = 32;
+  double budget_frac = 0;
+};
+
+struct outcome {
+  kvcap_tools::fidelity f;
+  std::size_t peak_bytes = 0;
+  double seconds = 0;
+};
+
+/// Chunks of the prompt: aligned to the structure (frames, rows, segments) or fixed-size.
+std::vector<chunk_range> plan(const replay_source& s, const config& c, index_t budget) {
+  const auto schedule = chunk_schedule::hybrid(budget, c.chunk);
+  if (c.chunking == "aligned") return plan_chunks(s.dump.structure(), schedule);
+  return plan_chunks(structures::sequence{.length = s.dump.num_tokens()}, schedule);
+}
+
+template <class Scorer, class Reducer>
+outcome replay(const replay_source& s, const config& c, Scorer scorer) {
+  const auto& d = s.dump;
+  const index_t n = d.num_tokens();
+  const bool oracle = c.mode == "oracle";
+  const index_t cache_budget = oracle ? n : c.budget;
+  const auto chunks = plan(s, c, c.budget);
+  kvcap::host::counting_resource mr;
+  using compressor = host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, Reducer, structures::mixed>;
+  const auto start = std::chrono::steady_clock::now();
+  compressor kv({.num_layers = d.layers, .num_kv_heads = d.kv_heads, .num_q_heads = d.q_heads,
+                 .head_dim = d.head_dim, .max_chunk = c.chunk,  // the bulk pass fits: it meets an empty cache
+                 .max_window = c.window},
+                {.scorer = scorer, .budget = {.tokens = cache_budget}, .structure = d.structure()}, &mr);
+  const index_t kvw = d.kv_heads * d.head_dim, qw = d.q_heads * d.head_dim;
+  const auto window_of = [&](index_t layer, index_t end) -> kv_tensor<const float> {
+    if (!Scorer::inputs.window_mass) return {};
+    const index_t w = std::min(c.window, end);
+    return {s.q[layer].data() + (end - w) * qw, w, d.q_heads, d.head_dim};
+  };
+  for (const chunk_range r : chunks)
+    for (index_t layer = 0; layer < d.layers; ++layer) {
+      kv.append(layer, {s.k[layer].data() + r.begin * kvw, r.size(), d.kv_heads, d.head_dim},
+                {s.v[layer].data() + r.begin * kvw, r.size(), d.kv_heads, d.head_dim},
+                std::span(d.meta).subspan(r.begin, r.size()));
+      if (!oracle) kv.compress(layer, window_of(layer, r.end));
+    }
+  if (oracle)
+    for (index_t layer = 0; layer < d.layers; ++layer) kv.compress_to(layer, c.budget, window_of(layer, n));
+  outcome o;
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  o.peak_bytes = mr.peak_bytes();
+  for (index_t layer = 0; layer < d.layers; ++layer)
+    kvcap_tools::accumulate_fidelity(o.f, s.full_k[layer], s.full_v[layer], s.probes[layer], kv.layer(layer),
+                                     Reducer::merges, c.top_k);
+  return o;
+}
+
+template <class Reducer>
+outcome dispatch_scorer(const replay_source& s, const config& c) {
+  using namespace kvcap::scorers;
+  const std::string& n = c.scorer;
+  if (n == "key_norm") return replay<key_norm, Reducer>(s, c, {});
+  if (n == "value_norm") return replay<value_norm, Reducer>(s, c, {});
+  if (n == "recency") return replay<recency, Reducer>(s, c, {});
+  if (n == "key_diff") return replay<key_diff, Reducer>(s, c, {});
+  if (n == "temporal") return replay<temporal_redundancy, Reducer>(s, c, {.max_lookback = 2});
+  if (n == "spatial") return replay<spatial_redundancy, Reducer>(s, c, {});
+  if (n == "van") return replay<pooled_value_norm, Reducer>(s, c, {});
+  if (n == "window") return replay<observation_window, Reducer>(s, c, {});
+  if (n == "key_diff+temporal")
+    return replay<blend<key_diff, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
+  if (n == "window+key_diff") return replay<blend<observation_window, key_diff>, Reducer>(s, c, {});
+  if (n == "window+temporal")
+    return replay<blend<observation_window, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
+  throw std::runtime_error("unknown scorer '" + n +
+                           "' (expected key_norm, value_norm, recency, key_diff, temporal, spatial, van, window, "
+                           "key_diff+temporal, window+key_diff, window+temporal)");
+}
+
+outcome run(const replay_source& s, const config& c) {
+  if (c.reducer == "evict") return dispatch_scorer<reducers::evict>(s, c);
+  if (c.reducer == "merge") return dispatch_scorer<reducers::merge>(s, c);
+  throw std::runtime_error("unknown reducer '" + c.reducer + "' (expected evict or merge)");
+}
+
+bool needs_queries(const std::string& scorer) { return scorer.find("window") != std::string::npos; }
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::vector<std::string> dumps, budgets_frac = {"0.05", "0.1", "0.25"}, budget_tokens,
+                                   chunkings = {"aligned:784"}, scorer_names = {"key_norm", "key_diff", "window"},
+                                   modes = {"online", "oracle"}, reducer_names = {"evict"};
+  std::map<std::string, std::string> labels;
+  std::string out_path = "fidelity.csv";
+  index_t window = 32, top_k = 32;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto value = [&] {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "--dump") dumps.push_back(value());
+    else if (a == "--label") {
+      const auto kv = split(value(), '=');
+      labels[kv.at(0)] = kv.at(1);
+    } else if (a == "--budgets") budgets_frac = split(value());
+    else if (a == "--budget-tokens") budget_tokens = split(value()), budgets_frac.clear();
+    else if (a == "--chunks") chunkings = split(value());
+    else if (a == "--scorers") scorer_names = split(value());
+    else if (a == "--modes") modes = split(value());
+    else if (a == "--reducers") reducer_names = split(value());
+    else if (a == "--window") window = std::stoll(value());
+    else if (a == "--top-k") top_k = std::stoll(value());
+    else if (a == "--out") out_path = value();
+    else throw std::runtime_error("unknown argument " + a + " (see the comment at the top of fidelity.cpp)");
+  }
+  if (dumps.empty()) throw std::runtime_error("give at least one --dump DIR");
+  std::ofstream out(out_path);
+  out << "source,data,tokens,layers,kv_heads,head_dim,scorer,reducer,mode,chunking,chunk,budget_frac,budget,"
+         "rel_err,mass_recall,topk_overlap,peak_bytes,seconds\n";
+  for (const auto& dir : dumps) {
+    const replay_source s = load(dir, labels.count(dir) ? labels[dir] : "unlabelled");
+    const index_t n = s.dump.num_tokens();
+    std::vector<std::pair<double, index_t>> budgets;
+    for (const auto& f : budgets_frac)
+      budgets.push_back({std::stod(f), std::max<index_t>(static_cast<index_t>(std::stod(f) * n), s.protected_tokens + 16)});
+    for (const auto& t : budget_tokens) budgets.push_back({static_cast<double>(std::stoll(t)) / n, std::stoll(t)});
+    std::fprintf(stderr, "%s: %lld tokens, %lld layers, %lld protected\n", s.name.c_str(), static_cast<long long>(n),
+                 static_cast<long long>(s.dump.layers), static_cast<long long>(s.protected_tokens));
+    for (const auto& scorer : scorer_names) {
+      if (needs_queries(scorer) && !s.dump.has_queries()) continue;
+      for (const auto& reducer : reducer_names)
+        for (const auto& mode : modes)
+          for (const auto& chunking : chunkings)
+            for (const auto& [frac, budget] : budgets) {
+              const auto parts = split(chunking, ':');
+              config c{scorer, reducer, mode, parts.at(0), std::stoll(parts.at(1)), budget, window, top_k, frac};
+              if (c.budget >= n) continue;
+              const outcome o = run(s, c);
+              out << s.name << ',' << s.data_label << ',' << n << ',' << s.dump.layers << ',' << s.dump.kv_heads << ','
+                  << s.dump.head_dim << ',' << scorer << ',' << reducer << ',' << mode << ',' << c.chunking << ','
+                  << c.chunk << ',' << frac << ',' << budget << ',' << o.f.relative_error() << ','
+                  << o.f.mass_recall() << ',' << o.f.topk_overlap() << ',' << o.peak_bytes << ',' << o.seconds << '\n';
+              out.flush();
+              std::fprintf(stderr, "  %-18s %-5s %-6s %-8s %4lld budget %6lld: err %.4f recall %.4f top%lld %.3f (%.2fs)\n",
+                           scorer.c_str(), reducer.c_str(), mode.c_str(), c.chunking.c_str(),
+                           static_cast<long long>(c.chunk), static_cast<long long>(budget), o.f.relative_error(),
+                           o.f.mass_recall(), static_cast<long long>(top_k), o.f.topk_overlap(), o.seconds);
+            }
+    }
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "fidelity: %s\n", e.what());
+  return 2;
+}
