@@ -1,0 +1,146 @@
+// Structure-aware scorers (temporal, spatial, pooled value norm), blends and forced keeps:
+// exact kept sets on small hand-checked cases, run through the host compressor.
+#include <doctest/doctest.h>
+
+#include <kvcap.hpp>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+using namespace kvcap;
+
+/// Appends `keys`/`values` (one kv-head, dim 2) of the prompt described by `s` as one chunk
+/// and compresses to `budget`; returns the kept logical indices of head 0.
+template <class Scorer, class Structure, class Reducer = reducers::evict>
+std::vector<std::int64_t> kept_after_one_chunk(const Structure& s, Scorer scorer, index_t budget,
+                                               const std::vector<float>& keys, const std::vector<float>& values) {
+  const index_t n = s.num_tokens();
+  host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, Reducer, Structure> c(
+      {.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 2, .max_chunk = n},
+      {.scorer = scorer, .budget = {.tokens = budget}, .structure = s});
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < n; ++t) meta.push_back(s.meta(t));
+  c.append(0, {keys.data(), n, 1, 2}, {values.data(), n, 1, 2}, meta);
+  c.compress(0);
+  std::vector<std::int64_t> kept;
+  for (index_t t = 0; t < c.length(0); ++t) kept.push_back(c.layer(0).meta_at(t, 0).index);
+  return kept;
+}
+
+using kept_set = std::vector<std::int64_t>;
+}  // namespace
+
+TEST_CASE("temporal_redundancy drops patches that repeat the previous frame") {
+  // 3 frames × 1 row × 2 cols. Keys per token (frame, col):
+  //   f0: (1,0) (0,1)       no earlier frame: score 0, 0
+  //   f1: (1,0) (1,0)       vs f0: cos 1 → −1; cos((1,0),(0,1)) = 0 → 0
+  //   f2: (0,1) (1,1)       vs f1: cos 0 → 0; cos((1,1),(1,0)) = 0.707 → −0.707
+  // Scores: 0 0 −1 0 0 −0.707; budget 4 keeps the four zeros {0, 1, 3, 4}.
+  const structures::temporal_frames video{.frames = 3, .rows = 1, .cols = 2};
+  const std::vector<float> k = {1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1};
+  const std::vector<float> v(12, 1.f);
+  CHECK(kept_after_one_chunk(video, scorers::temporal_redundancy{}, 4, k, v) == kept_set{0, 1, 3, 4});
+  // Budget 5: the least redundant of the two redundant tokens stays (−0.707 > −1).
+  CHECK(kept_after_one_chunk(video, scorers::temporal_redundancy{}, 5, k, v) == kept_set{0, 1, 3, 4, 5});
+}
+
+TEST_CASE("temporal_redundancy looks further back when the previous frame's patch was evicted") {
+  // 3 frames × 1 row × 2 cols. f0 = (1,0) (0,1); f1 = (1,0) (0,1) (both fully redundant, −1);
+  // f2 = (1,0) (1,0). After f1 is evicted, f2's references are: lookback 1 → none (0, 0);
+  // lookback 2 → f0: cos((1,0),(1,0)) = 1 → −1 for col 0 and cos((1,0),(0,1)) = 0 → 0 for col 1.
+  const structures::temporal_frames video2{.frames = 3, .rows = 1, .cols = 2};
+  const std::vector<float> k2 = {1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 1, 0}, v2(12, 1.f);
+  for (const index_t lookback : {1, 2}) {
+    host::compressor<float, layouts::hnd, scorers::temporal_redundancy, budgets::fixed_tokens, reducers::evict,
+                     structures::temporal_frames>
+        c({.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 2, .max_chunk = 4},
+          {.scorer = {.max_lookback = lookback}, .budget = {.tokens = 3}, .structure = video2});
+    std::vector<token_meta> meta = {video2.meta(0), video2.meta(1), video2.meta(2), video2.meta(3)};
+    c.append(0, {k2.data(), 4, 1, 2}, {v2.data(), 4, 1, 2}, meta);
+    c.compress_to(0, 2);  // f1's two tokens score −1: kept {0, 1}
+    REQUIRE(c.layer(0).meta_at(0, 0).index == 0);
+    REQUIRE(c.layer(0).meta_at(1, 0).index == 1);
+    meta = {video2.meta(4), video2.meta(5)};
+    c.append(0, {k2.data() + 8, 2, 1, 2}, {v2.data() + 8, 2, 1, 2}, meta);
+    c.compress(0);  // 4 resident, budget 3: one goes
+    kept_set kept;
+    for (index_t t = 0; t < c.length(0); ++t) kept.push_back(c.layer(0).meta_at(t, 0).index);
+    // lookback 1: scores f0 0, 0; f2 0, 0 → all tie, the largest index (5) goes.
+    // lookback 2: f2 col 0 = −1 goes.
+    CHECK(kept == (lookback == 1 ? kept_set{0, 1, 4} : kept_set{0, 1, 5}));
+  }
+}
+
+TEST_CASE("spatial_redundancy keeps the patches least like their grid neighbours") {
+  // 2×2 grid. Keys t0 (1,0), t1 (1,0), t2 (0,1), t3 (1,1).
+  //   t0: right t1 cos 1, down t2 cos 0        → −0.5
+  //   t1: left t0 cos 1, down t3 cos 0.707     → −0.854
+  //   t2: up t0 cos 0, right t3 cos 0.707      → −0.354
+  //   t3: up t1 0.707, left t2 0.707           → −0.707
+  // Budget 2 keeps t2 and t0.
+  const structures::spatial_grid image{.rows = 2, .cols = 2};
+  const std::vector<float> k = {1, 0, 1, 0, 0, 1, 1, 1}, v(8, 1.f);
+  CHECK(kept_after_one_chunk(image, scorers::spatial_redundancy{}, 2, k, v) == kept_set{0, 2});
+  CHECK(kept_after_one_chunk(image, scorers::spatial_redundancy{}, 3, k, v) == kept_set{0, 2, 3});
+}
+
+TEST_CASE("pooled_value_norm ranks by the mean value norm of the neighbourhood") {
+  // 1×3 grid, value norms 1, 6, 2 (values (1,0), (6,0), (0,2)); radius 1:
+  //   t0: (1 + 6) / 2 = 3.5   t1: (1 + 6 + 2) / 3 = 3   t2: (6 + 2) / 2 = 4
+  // Budget 2 keeps {0, 2}; plain value_norm would keep {1, 2}.
+  const structures::spatial_grid image{.rows = 1, .cols = 3};
+  const std::vector<float> k = {1, 0, 1, 0, 1, 0}, v = {1, 0, 6, 0, 0, 2};
+  CHECK(kept_after_one_chunk(image, scorers::pooled_value_norm{.radius = 1}, 2, k, v) == kept_set{0, 2});
+  CHECK(kept_after_one_chunk(image, scorers::value_norm{}, 2, k, v) == kept_set{1, 2});
+}
+
+TEST_CASE("blend combines z-normalised scores") {
+  // Key norms 1, 2, 3 → key_norm scores −1, −2, −3 → z = +1.22, 0, −1.22.
+  // Value norms 3, 1, 2 → value_norm scores → z = +1.22, −1.22, 0.
+  const structures::sequence text{.length = 3};
+  const std::vector<float> k = {1, 0, 2, 0, 3, 0}, v = {3, 0, 1, 0, 2, 0};
+  using both = scorers::blend<scorers::key_norm, scorers::value_norm>;
+  // Weights (1, 0) and (0, 1) reproduce the components' own choices.
+  CHECK(kept_after_one_chunk(text, both{.weight_a = 1, .weight_b = 0}, 1, k, v) == kept_set{0});
+  CHECK(kept_after_one_chunk(text, both{.weight_a = 1, .weight_b = 0}, 2, k, v) == kept_set{0, 1});
+  CHECK(kept_after_one_chunk(text, both{.weight_a = 0, .weight_b = 1}, 2, k, v) == kept_set{0, 2});
+  // Equal weights: t0 1.22, t1 −0.61, t2 −0.61: the tie goes to the smaller index.
+  CHECK(kept_after_one_chunk(text, both{}, 2, k, v) == kept_set{0, 1});
+  // Weights (0.2, 0.8): t1 = −0.98, t2 = −0.24 → keep {0, 2}.
+  CHECK(kept_after_one_chunk(text, both{.weight_a = 0.2f, .weight_b = 0.8f}, 2, k, v) == kept_set{0, 2});
+}
+
+TEST_CASE("forced_keep adds sinks and a recent window to any scorer") {
+  // Key norms 5, 1, 2, 9: key_norm alone keeps {1, 2} at budget 2.
+  const structures::sequence text{.length = 4};
+  const std::vector<float> k = {5, 0, 1, 0, 2, 0, 9, 0}, v(8, 1.f);
+  CHECK(kept_after_one_chunk(text, scorers::key_norm{}, 2, k, v) == kept_set{1, 2});
+  using forced = scorers::forced_keep<scorers::key_norm>;
+  CHECK(kept_after_one_chunk(text, forced{.num_sinks = 1, .num_recent = 1}, 2, k, v) == kept_set{0, 3});
+  CHECK(kept_after_one_chunk(text, forced{.num_sinks = 1, .num_recent = 1}, 3, k, v) == kept_set{0, 1, 3});
+  // Around a composite scorer, too.
+  using forced_blend = scorers::forced_keep<scorers::blend<scorers::key_norm, scorers::value_norm>>;
+  CHECK(kept_after_one_chunk(text, forced_blend{.num_sinks = 0, .num_recent = 2}, 2, k, v) == kept_set{2, 3});
+}
+
+TEST_CASE("compress_to at the end is the offline oracle of the same policy") {
+  // One chunk of everything: online with budget M and full-then-compress_to(M) score the
+  // same resident set, so they keep the same tokens.
+  const structures::sequence text{.length = 40};
+  std::vector<float> k(80), v(80);
+  for (int i = 0; i < 80; ++i) k[i] = std::sin(0.7f * i) + 0.1f * (i % 7), v[i] = std::cos(0.3f * i);
+  const kept_set online = kept_after_one_chunk(text, scorers::key_diff{}, 10, k, v);
+  host::compressor<float, layouts::hnd, scorers::key_diff, budgets::fixed_tokens> full(
+      {.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 2, .max_chunk = 40}, {.budget = {.tokens = 40}});
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < 40; ++t) meta.push_back(text.meta(t));
+  full.append(0, {k.data(), 40, 1, 2}, {v.data(), 40, 1, 2}, meta);
+  full.compress(0);
+  CHECK(full.length(0) == 40);  // the whole prompt fits: nothing dropped
+  full.compress_to(0, 10);
+  kept_set oracle;
+  for (index_t t = 0; t < full.length(0); ++t) oracle.push_back(full.layer(0).meta_at(t, 0).index);
+  CHECK(oracle == online);
+  CHECK_THROWS_AS(full.compress_to(0, 41), kvcap::error);  // above the budget
+}
