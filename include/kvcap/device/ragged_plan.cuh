@@ -1,0 +1,270 @@
+#pragma once
+// kvcap/device/ragged_plan.cuh — a ragged batch of caches to compress in one launch, its
+// validation, its plan and the carve of its workspace.
+//
+// A batch is a set of views (one per (request, layer) cache, each with its own length,
+// budget, pointers and, for paged layouts, block table) over the engine's device memory.
+// Segments are (view, head) pairs, numbered view · num_kv_heads + head. A segment is active
+// when it holds more tokens than its budget; only active segments are scored, selected and
+// compacted, laid end to end (FlashInfer's indptr convention):
+//     token_indptr[a] .. token_indptr[a + 1]   the tokens of active segment a
+//     tile_indptr[a]  .. tile_indptr[a + 1]    its compaction tiles (tile_tokens slots each)
+//
+// Planning runs twice with one body (FlashInfer's plan/run, CUB's two-phase size query): on
+// the host to validate, size the workspace and size the grids, and on the device to write the
+// per-segment arrays. Both call `segment_extent`. Plain C++: any C++20 compiler.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "../core/config.hpp"
+#include "../core/layer_view.hpp"
+#include "../core/workspace.hpp"
+#include "../scorers/concept.hpp"
+#include "../structures/sequence.hpp"
+#include "rank_bits.cuh"
+#include "score_context.cuh"
+#include "status.cuh"
+
+namespace kvcap::device {
+
+/// A ragged batch, described on the host; k, v, meta (and block tables, head indptrs) are
+/// device memory. Inputs are read when the call is made; outputs are written by the call.
+template <class T, layout Layout>
+struct compress_batch {
+  std::span<const layer_view<T, Layout>> views;  ///< (views) caches; `length` = resident tokens of every head
+  std::span<const index_t> budgets;              ///< (views) tokens each head keeps; unused with head_budgets
+  std::span<const index_t> head_lengths = {};    ///< (views · kv_heads) optional per-head resident tokens
+  std::span<const index_t> head_budgets = {};    ///< (views · kv_heads) optional per-head budgets
+  std::span<index_t> lengths_out = {};           ///< (views) optional: each view's longest head afterwards
+  std::span<index_t> head_lengths_out = {};      ///< (views · kv_heads) optional: each head's tokens afterwards
+};
+
+/// The policies a device compress runs: the scorer and the structure model its neighbour
+/// queries go to. Reducer: evict (merging reducers are host-only for now).
+template <any_scorer Scorer, structure Structure = structures::sequence>
+struct compress_policies {
+  Scorer scorer{};
+  Structure structure{};
+};
+
+/// Declared limits, for a workspace that serves every later call (allocate once, at start-up).
+struct workspace_limits {
+  index_t max_views = 1;     ///< most views in one call
+  index_t num_kv_heads = 1;
+  index_t head_dim = 0;
+  index_t max_capacity = 0;  ///< most resident tokens of one head in any call (budget + max chunk)
+};
+
+/// Resident and kept tokens of one segment.
+struct extent {
+  index_t length = 0, keep = 0;
+  KVCAP_HOST_DEVICE constexpr bool active() const { return length > keep; }
+  KVCAP_HOST_DEVICE constexpr index_t kept() const { return length < keep ? length : keep; }
+};
+
+/// One active segment of the plan.
+struct plan_segment {
+  std::int32_t view = 0, head = 0;
+  index_t length = 0, keep = 0;
+};
+
+/// Extent of segment `segment`: the one function host and device planning share.
+template <class T, layout Layout>
+KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* views, const index_t* budgets,
+                                                  const index_t* head_lengths, const index_t* head_budgets,
+                                                  index_t num_kv_heads, index_t segment) {
+  const index_t view = segment / num_kv_heads;
+  return {head_lengths != nullptr ? head_lengths[segment] : views[view].length,
+          head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
+}
+
+/// Slots per compaction tile: the most (a power of two, 1..256) whose K and V rows and
+/// metadata fit the 48 KiB of shared memory a block stages them in.
+constexpr index_t staging_bytes_limit = 48 * 1024;
+constexpr index_t max_tile_tokens = 256;
+constexpr index_t tile_tokens_for(index_t head_dim, index_t element_bytes) {
+  const index_t per_token = 2 * head_dim * element_bytes + static_cast<index_t>(sizeof(token_meta));
+  index_t t = max_tile_tokens;
+  while (t > 1 && t * per_token > staging_bytes_limit) t /= 2;
+  return t;
+}
+
+/// What the host learns from planning: sizes of the workspace and of the grids.
+struct plan_totals {
+  index_t num_views = 0, num_kv_heads = 0, head_dim = 0;
+  index_t num_segments = 0;     ///< views · kv_heads
+  index_t active_segments = 0;  ///< segments with more tokens than their budget
+  index_t tokens = 0;           ///< tokens of active segments
+  index_t tiles = 0;            ///< compaction tiles of active segments
+  index_t tile_tokens = 1;
+  bool head_lengths = false, head_budgets = false;
+};
+
+/// The sub-buffers of one call's workspace (device memory for the device executor, host
+/// memory for the reference). Carved in one sequence for the size query and the real run.
+template <class T, layout Layout>
+struct workspace_layout {
+  device_report* report = nullptr;           // first, at offset 0: see read_status
+  layer_view<T, Layout>* views = nullptr;    // (views) copy of the batch's views
+  index_t* budgets = nullptr;                // (views) copy, or nullptr with head_budgets
+  index_t* head_lengths = nullptr;           // (segments) copy, or nullptr
+  index_t* head_budgets = nullptr;           // (segments) copy, or nullptr
+  plan_segment* segments = nullptr;          // (active)
+  index_t* token_indptr = nullptr;           // (active + 1)
+  index_t* tile_indptr = nullptr;            // (active + 1)
+  std::uint64_t* keys = nullptr;             // (tokens) rank keys, see rank_bits.cuh
+  float* norms = nullptr;                    // (tokens) |k|, when the scorer needs the mean unit key
+  float* mean_keys = nullptr;                // (active, dim), idem
+  float* components = nullptr;               // per active segment (component, tok), composite scorers
+  float* component_stats = nullptr;          // (active, component, 2) mean and 1/std, idem
+  selection* selections = nullptr;           // (active)
+  std::int32_t* tile_kept_before = nullptr;  // (tiles) kept slots of the segment before the tile
+  std::int32_t* tile_done = nullptr;         // (tiles + 1) tile has read its rows; [tiles] = tile counter
+};
+
+template <class T, layout Layout, class Carver>
+constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, scorer_needs needs) {
+  workspace_layout<T, Layout> ws;
+  ws.report = w.template take<device_report>(1);
+  ws.views = w.template take<layer_view<T, Layout>>(p.num_views);
+  ws.budgets = p.head_budgets ? nullptr : w.template take<index_t>(p.num_views);
+  ws.head_lengths = p.head_lengths ? w.template take<index_t>(p.num_segments) : nullptr;
+  ws.head_budgets = p.head_budgets ? w.template take<index_t>(p.num_segments) : nullptr;
+  ws.segments = w.template take<plan_segment>(p.active_segments);
+  ws.token_indptr = w.template take<index_t>(p.active_segments + 1);
+  ws.tile_indptr = w.template take<index_t>(p.active_segments + 1);
+  ws.keys = w.template take<std::uint64_t>(p.tokens);
+  ws.norms = needs.mean_unit_key ? w.template take<float>(p.tokens) : nullptr;
+  ws.mean_keys = needs.mean_unit_key ? w.template take<float>(p.active_segments * p.head_dim) : nullptr;
+  ws.components = needs.num_components > 0 ? w.template take<float>(needs.num_components * p.tokens) : nullptr;
+  ws.component_stats =
+      needs.num_components > 0 ? w.template take<float>(2 * needs.num_components * p.active_segments) : nullptr;
+  ws.selections = w.template take<selection>(p.active_segments);
+  ws.tile_kept_before = w.template take<std::int32_t>(p.tiles);
+  ws.tile_done = w.template take<std::int32_t>(p.tiles + 1);
+  return ws;
+}
+
+template <class T, layout Layout>
+constexpr std::size_t workspace_bytes(const plan_totals& p, scorer_needs needs) {
+  workspace_carver w;
+  carve<T, Layout>(w, p, needs);
+  return w.bytes();
+}
+
+/// Workspace bytes that serve every call within `limits` (with or without per-head spans).
+template <class T, layout Layout, any_scorer Scorer>
+constexpr std::size_t workspace_bound(const workspace_limits& limits) {
+  plan_totals p;
+  p.num_views = limits.max_views;
+  p.num_kv_heads = limits.num_kv_heads;
+  p.head_dim = limits.head_dim;
+  p.num_segments = p.active_segments = limits.max_views * limits.num_kv_heads;
+  p.tokens = p.num_segments * limits.max_capacity;
+  p.tile_tokens = tile_tokens_for(limits.head_dim, static_cast<index_t>(sizeof(T)));
+  p.tiles = p.num_segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
+  p.head_lengths = p.head_budgets = true;
+  const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  p.head_budgets = false;  // then `budgets` is carved instead: take the larger
+  const std::size_t per_view = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  return per_head > per_view ? per_head : per_view;
+}
+
+namespace detail {
+template <class Mapping>
+constexpr status check_mapping(const Mapping& m, index_t view) {
+  if constexpr (requires { m.page_size; })
+    if (m.page_size <= 0) return status::failure(errc::invalid_argument, "views[].mapping.page_size", view, 1, m.page_size);
+  return ok_status;
+}
+}  // namespace detail
+
+/// Validates `batch` (the checks the host executor makes on its views and budgets) and
+/// computes its totals. Nothing is read from device memory.
+template <class T, layout Layout>
+constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
+  p = {};
+  const auto num_views = static_cast<index_t>(batch.views.size());
+  p.num_views = num_views;
+  p.head_lengths = !batch.head_lengths.empty();
+  p.head_budgets = !batch.head_budgets.empty();
+  if (num_views == 0) return ok_status;
+  const auto& first = batch.views[0].mapping;
+  p.num_kv_heads = first.num_heads;
+  p.head_dim = first.head_dim;
+  if (p.num_kv_heads <= 0) return status::failure(errc::invalid_argument, "views[].mapping.num_heads", 0, 1, p.num_kv_heads);
+  if (p.head_dim <= 0) return status::failure(errc::invalid_argument, "views[].mapping.head_dim", 0, 1, p.head_dim);
+  p.num_segments = num_views * p.num_kv_heads;
+  p.tile_tokens = tile_tokens_for(p.head_dim, static_cast<index_t>(sizeof(T)));
+
+  const auto sized = [](auto span, index_t n) { return span.empty() || static_cast<index_t>(span.size()) == n; };
+  if (!p.head_budgets && static_cast<index_t>(batch.budgets.size()) != num_views)
+    return status::failure(errc::invalid_argument, "budgets.size()", -1, num_views, static_cast<index_t>(batch.budgets.size()));
+  if (!sized(batch.head_budgets, p.num_segments))
+    return status::failure(errc::invalid_argument, "head_budgets.size()", -1, p.num_segments,
+                           static_cast<index_t>(batch.head_budgets.size()));
+  if (!sized(batch.head_lengths, p.num_segments))
+    return status::failure(errc::invalid_argument, "head_lengths.size()", -1, p.num_segments,
+                           static_cast<index_t>(batch.head_lengths.size()));
+  if (!sized(batch.lengths_out, num_views))
+    return status::failure(errc::invalid_argument, "lengths_out.size()", -1, num_views,
+                           static_cast<index_t>(batch.lengths_out.size()));
+  if (!sized(batch.head_lengths_out, p.num_segments))
+    return status::failure(errc::invalid_argument, "head_lengths_out.size()", -1, p.num_segments,
+                           static_cast<index_t>(batch.head_lengths_out.size()));
+
+  for (index_t view = 0; view < num_views; ++view) {
+    const auto& v = batch.views[view];
+    if (v.k == nullptr || v.v == nullptr || v.meta == nullptr)
+      return status::failure(errc::invalid_argument, "views[].k, v, meta (non-null)", view, 1, 0);
+    if (v.mapping.num_heads != p.num_kv_heads)
+      return status::failure(errc::shape_mismatch, "views[].mapping.num_heads", view, p.num_kv_heads, v.mapping.num_heads);
+    if (v.mapping.head_dim != p.head_dim)
+      return status::failure(errc::shape_mismatch, "views[].mapping.head_dim", view, p.head_dim, v.mapping.head_dim);
+    if (v.mapping.capacity < 0 || v.mapping.capacity >= max_segment_slots)
+      return status::failure(errc::capacity_exceeded, "views[].mapping.capacity", view, max_segment_slots - 1,
+                             v.mapping.capacity);
+    if (const status s = detail::check_mapping(v.mapping, view); !s) return s;
+    if (!p.head_lengths && (v.length < 0 || v.length > v.mapping.capacity))
+      return status::failure(errc::capacity_exceeded, "views[].length", view, v.mapping.capacity, v.length);
+    if (!p.head_budgets && batch.budgets[view] <= 0)
+      return status::failure(errc::invalid_argument, "budgets[]", view, 1, batch.budgets[view]);
+  }
+  const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
+  const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
+  const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();
+  for (index_t segment = 0; segment < p.num_segments; ++segment) {
+    const extent e = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment);
+    const index_t capacity = batch.views[segment / p.num_kv_heads].mapping.capacity;
+    if (p.head_lengths && (e.length < 0 || e.length > capacity))
+      return status::failure(errc::capacity_exceeded, "head_lengths[]", segment, capacity, e.length);
+    if (p.head_budgets && e.keep <= 0) return status::failure(errc::invalid_argument, "head_budgets[]", segment, 1, e.keep);
+    if (!e.active()) continue;
+    ++p.active_segments;
+    p.tokens += e.length;
+    p.tiles += (e.length + p.tile_tokens - 1) / p.tile_tokens;
+  }
+  return ok_status;
+}
+
+/// Writes the lengths a successful call leaves (the outputs of `batch`), from the inputs.
+template <class T, layout Layout>
+constexpr void write_lengths(const compress_batch<T, Layout>& batch, const plan_totals& p) {
+  const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
+  const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
+  const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();
+  for (index_t view = 0; view < p.num_views; ++view) {
+    index_t longest = 0;
+    for (index_t head = 0; head < p.num_kv_heads; ++head) {
+      const index_t segment = view * p.num_kv_heads + head;
+      const index_t kept = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment).kept();
+      if (!batch.head_lengths_out.empty()) batch.head_lengths_out[segment] = kept;
+      longest = kept > longest ? kept : longest;
+    }
+    if (!batch.lengths_out.empty()) batch.lengths_out[view] = longest;
+  }
+}
+
+}  // namespace kvcap::device

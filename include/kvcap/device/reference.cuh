@@ -1,0 +1,181 @@
+#pragma once
+// kvcap/device/reference.cuh — the device algorithm, stage for stage, on the CPU.
+//
+// Same plan, same workspace carve, same score contexts and rank keys, the same metadata
+// checks, the same radix-select steps and the same tiled compaction (each tile stages its
+// moving rows, then writes them), run sequentially over host memory. It exists so that the
+// algorithm itself (not its CUDA realisation) is tested on any machine against the host
+// executor, and so that device results can be checked against it. Plain C++: any C++20
+// compiler, no CUDA. (It stages rows in a std::vector: it is a test oracle, not a per-chunk
+// path.)
+
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "ragged_plan.cuh"
+#include "score_context.cuh"
+
+namespace kvcap::device::reference {
+
+/// Fills the per-active-segment arrays of the plan (the device's plan kernel, sequentially).
+template <class T, layout Layout>
+void plan_segments(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
+  index_t active = 0, tokens = 0, tiles = 0;
+  for (index_t segment = 0; segment < p.num_segments; ++segment) {
+    const extent e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment);
+    if (!e.active()) continue;
+    ws.segments[active] = {static_cast<std::int32_t>(segment / p.num_kv_heads),
+                           static_cast<std::int32_t>(segment % p.num_kv_heads), e.length, e.keep};
+    ws.token_indptr[active] = tokens;
+    ws.tile_indptr[active] = tiles;
+    tokens += e.length;
+    tiles += (e.length + p.tile_tokens - 1) / p.tile_tokens;
+    ++active;
+  }
+  ws.token_indptr[active] = tokens;
+  ws.tile_indptr[active] = tiles;
+}
+
+/// The radix select of one segment's keys (the device's select kernel, sequentially).
+inline selection select(const std::uint64_t* keys, index_t n, index_t keep) {
+  if (keep >= n) return selection::all(n);
+  if (keep <= 0) return selection::none();
+  radix_state st;
+  st.remaining = keep;
+  while (!st.done) {
+    index_t hist[radix_digits] = {};
+    for (index_t i = 0; i < n; ++i)
+      if (radix_candidate(st, keys[i])) ++hist[radix_digit(st, keys[i])];
+    index_t above = 0;
+    for (int digit = radix_digits - 1; digit >= 0; --digit) {
+      if (radix_chosen(above, hist[digit], st.remaining)) {
+        radix_advance(st, digit, above, hist[digit]);
+        break;
+      }
+      above += hist[digit];
+    }
+  }
+  return radix_result(st, keep);
+}
+
+/// Compacts tile `tile` of a segment: stages the rows of its kept slots that move, then
+/// writes them to their destinations (the device's compact kernel, one tile).
+template <class T, layout Layout>
+void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, const std::uint64_t* keys,
+                  const selection& sel, index_t tile, index_t tile_tokens, index_t kept_before,
+                  std::vector<std::byte>& staging) {
+  const index_t begin = tile * tile_tokens, end = begin + tile_tokens < seg.length ? begin + tile_tokens : seg.length;
+  const index_t row_bytes = view.mapping.head_dim * static_cast<index_t>(sizeof(T));
+  const index_t stride = 2 * row_bytes + static_cast<index_t>(sizeof(token_meta));
+  staging.resize(static_cast<std::size_t>(tile_tokens * stride));
+  index_t dst = kept_before, moving = 0;
+  index_t dsts[max_tile_tokens];
+  for (index_t tok = begin; tok < end; ++tok) {
+    if (!sel.keeps(keys[tok])) continue;
+    if (dst != tok) {
+      std::byte* row = staging.data() + moving * stride;
+      std::memcpy(row, view.k + view.mapping(tok, seg.head), row_bytes);
+      std::memcpy(row + row_bytes, view.v + view.mapping(tok, seg.head), row_bytes);
+      std::memcpy(row + 2 * row_bytes, &view.meta_at(tok, seg.head), sizeof(token_meta));
+      dsts[moving++] = dst;
+    }
+    ++dst;
+  }
+  for (index_t i = 0; i < moving; ++i) {
+    const std::byte* row = staging.data() + i * stride;
+    std::memcpy(view.k + view.mapping(dsts[i], seg.head), row, row_bytes);
+    std::memcpy(view.v + view.mapping(dsts[i], seg.head), row + row_bytes, row_bytes);
+    std::memcpy(&view.meta_at(dsts[i], seg.head), row + 2 * row_bytes, sizeof(token_meta));
+  }
+}
+
+/// The device executor's `compress`, on host memory (views, block tables and head indptrs
+/// in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
+/// nullptr only `temp_bytes` is written. Metadata errors are returned directly (and also
+/// left in the workspace's report, as on the device).
+template <class T, layout Layout, any_scorer Scorer, structure Structure>
+status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
+                const compress_policies<Scorer, Structure>& policies) {
+  static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
+  constexpr scorer_needs needs = needs_of<Scorer>;
+  constexpr index_t num_components = needs.num_components;
+  plan_totals p;
+  if (const status s = plan(batch, p); !s) return s;
+  const std::size_t need = workspace_bytes<T, Layout>(p, needs);
+  if (h_temp == nullptr) {
+    temp_bytes = need;
+    return ok_status;
+  }
+  if (temp_bytes < need)
+    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
+                           static_cast<index_t>(temp_bytes));
+  workspace_carver w(h_temp);
+  const auto ws = carve<T, Layout>(w, p, needs);
+  *ws.report = {};
+  if (p.num_views == 0) return ok_status;
+  std::memcpy(ws.views, batch.views.data(), batch.views.size_bytes());
+  if (ws.budgets) std::memcpy(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes());
+  if (ws.head_lengths) std::memcpy(ws.head_lengths, batch.head_lengths.data(), batch.head_lengths.size_bytes());
+  if (ws.head_budgets) std::memcpy(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes());
+  plan_segments(ws, p);
+
+  // Score, check and select every active segment.
+  for (index_t a = 0; a < p.active_segments; ++a) {
+    const plan_segment& seg = ws.segments[a];
+    const index_t segment = seg.view * p.num_kv_heads + seg.head, n = seg.length;
+    const layer_view<T, Layout>& view = ws.views[seg.view];
+    std::uint64_t* keys = ws.keys + ws.token_indptr[a];
+    float* mean = needs.mean_unit_key ? ws.mean_keys + a * p.head_dim : nullptr;
+    const segment_score_context<T, Layout, Structure> ctx{&view, &policies.structure, seg.head, n, mean};
+    for (index_t tok = 1; tok < n; ++tok)
+      if (ctx.meta(tok).index <= ctx.meta(tok - 1).index && ws.report->code == 0)
+        *ws.report = {static_cast<std::int32_t>(errc::meta_out_of_order), 0, segment, ctx.meta(tok - 1).index + 1,
+                      ctx.meta(tok).index};
+    if constexpr (needs.mean_unit_key) {
+      float* norms = ws.norms + ws.token_indptr[a];
+      for (index_t tok = 0; tok < n; ++tok) norms[tok] = key_norm_at(ctx, tok);
+      for (index_t dim = 0; dim < p.head_dim; ++dim) mean[dim] = mean_unit_key_at(ctx, norms, dim);
+    }
+    float* comps = nullptr;
+    float* stats = nullptr;
+    if constexpr (num_components > 0) {
+      comps = ws.components + num_components * ws.token_indptr[a];
+      stats = ws.component_stats + 2 * num_components * a;
+      for (index_t c = 0; c < num_components; ++c) {
+        for (index_t tok = 0; tok < n; ++tok) comps[c * n + tok] = policies.scorer.component(ctx, tok, c);
+        component_stats(comps + c * n, n, stats + 2 * c);
+      }
+    }
+    index_t num_protected = 0;
+    for (index_t tok = 0; tok < n; ++tok) {
+      keys[tok] = rank_key_at(policies.scorer, ctx, tok, comps, stats);
+      num_protected += static_cast<index_t>(keys[tok] >> 63);
+    }
+    if (num_protected > seg.keep && ws.report->code == 0)
+      *ws.report = {static_cast<std::int32_t>(errc::budget_below_protected), 0, segment, num_protected, seg.keep};
+    ws.selections[a] = select(keys, n, seg.keep);
+    const index_t tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];
+    index_t kept = 0;
+    for (index_t tile = 0; tile < tiles; ++tile) {
+      ws.tile_kept_before[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(kept);
+      const index_t begin = tile * p.tile_tokens, end = begin + p.tile_tokens < n ? begin + p.tile_tokens : n;
+      for (index_t tok = begin; tok < end; ++tok) kept += ws.selections[a].keeps(keys[tok]);
+    }
+  }
+  if (ws.report->code != 0) return to_status(*ws.report);
+
+  // Compact, tile by tile.
+  std::vector<std::byte> staging;
+  for (index_t a = 0; a < p.active_segments; ++a) {
+    const plan_segment& seg = ws.segments[a];
+    const index_t tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];
+    for (index_t tile = 0; tile < tiles; ++tile)
+      compact_tile(ws.views[seg.view], seg, ws.keys + ws.token_indptr[a], ws.selections[a], tile, p.tile_tokens,
+                   ws.tile_kept_before[ws.tile_indptr[a] + tile], staging);
+  }
+  write_lengths(batch, p);
+  return ok_status;
+}
+
+}  // namespace kvcap::device::reference

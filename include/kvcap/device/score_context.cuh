@@ -1,0 +1,122 @@
+#pragma once
+// kvcap/device/score_context.cuh — the score context of one (view, head) segment, as the
+// device kernels (and the host reference of the device algorithm) hand it to a scorer, and
+// the per-token maths every stage shares with the host executor.
+//
+// The context offers the archetype API of scorers/concept.hpp over a layer view of any
+// layout, with the segment's own length (per-head lengths included), except window_mass:
+// observation-window scorers are host-only for now. next_index() is the logical index after
+// the segment's last token: whenever compress has work to do, that token is the last one
+// appended, so this equals the host executor's next_index. neighbour() asks the structure
+// model, then finds the slot by binary search over the head's ascending logical indices, as
+// the host executor does. The structure model's functions must then be callable on the
+// device: they are constexpr, so device translation units need --expt-relaxed-constexpr.
+// Plain C++ with host/device annotations.
+
+#include <math.h>
+
+#include "../core/layer_view.hpp"
+#include "../core/ranking.hpp"
+#include "../scorers/concept.hpp"
+#include "../structures/concept.hpp"
+#include "rank_bits.cuh"
+
+namespace kvcap::device {
+
+template <class T, layout Layout, structure Structure>
+struct segment_score_context {
+  const layer_view<T, Layout>* view;
+  const Structure* structure;
+  index_t head_, length_;
+  const float* mean_unit_key_;  // (dim), when the scorer asked for it
+
+  KVCAP_HOST_DEVICE index_t num_tokens() const { return length_; }
+  KVCAP_HOST_DEVICE index_t head() const { return head_; }
+  KVCAP_HOST_DEVICE index_t head_dim() const { return view->mapping.head_dim; }
+  KVCAP_HOST_DEVICE index_t next_index() const { return length_ > 0 ? meta(length_ - 1).index + 1 : 0; }
+  KVCAP_HOST_DEVICE vector_ref<const T> key(index_t tok) const {
+    return {view->k + view->mapping(tok, head_), head_dim()};
+  }
+  KVCAP_HOST_DEVICE vector_ref<const T> value(index_t tok) const {
+    return {view->v + view->mapping(tok, head_), head_dim()};
+  }
+  KVCAP_HOST_DEVICE const token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
+  KVCAP_HOST_DEVICE vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, head_dim()}; }
+
+  /// Slot of the resident token with logical index `index` (binary search).
+  KVCAP_HOST_DEVICE bool find(std::int64_t index, index_t& slot) const {
+    index_t lo = 0, hi = length_;
+    while (lo < hi) {
+      const index_t mid = lo + (hi - lo) / 2;
+      if (meta(mid).index < index) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo == length_ || meta(lo).index != index) return false;
+    slot = lo;
+    return true;
+  }
+  KVCAP_HOST_DEVICE bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
+    index_t index = 0;
+    return structure->neighbour(meta(tok).index, d, index) && find(index, slot);
+  }
+};
+
+/// What a scorer needs beyond the cache, as the workspace carve sees it.
+struct scorer_needs {
+  bool mean_unit_key = false;
+  index_t num_components = 0;  ///< composite scorers: components held per token
+};
+
+template <any_scorer Scorer>
+inline constexpr scorer_needs needs_of = {Scorer::inputs.mean_unit_key, num_components_v<Scorer>};
+
+/// Device executors score what they can share bit for bit with the host executor.
+template <any_scorer Scorer>
+inline constexpr bool device_scorable = !Scorer::inputs.window_mass;
+
+/// |k| of slot `tok`, as the host executor computes it for the mean unit key.
+template <class Context>
+KVCAP_HOST_DEVICE inline float key_norm_at(const Context& ctx, index_t tok) {
+  return norm(ctx.key(tok));
+}
+
+/// Component `dim` of the mean over the segment of k / |k| (zero keys add nothing), summed
+/// in slot order and divided by the length: the host executor's operations in its order, so
+/// the result is bit-identical. `norms` holds key_norm_at of every slot.
+template <class Context>
+KVCAP_HOST_DEVICE inline float mean_unit_key_at(const Context& ctx, const float* norms, index_t dim) {
+  float acc = 0.f;
+  for (index_t tok = 0; tok < ctx.num_tokens(); ++tok)
+    if (norms[tok] > 0.f) acc += ctx.key(tok)[dim] / norms[tok];
+  return acc / static_cast<float>(ctx.num_tokens());
+}
+
+/// Mean and inverse standard deviation of one component over a segment, in double and in
+/// slot order, rounded as the host executor rounds them. `stats` = {mean, inv_std}.
+KVCAP_HOST_DEVICE inline void component_stats(const float* comp, index_t n, float* stats) {
+  double sum = 0, sum_sq = 0;
+  for (index_t tok = 0; tok < n; ++tok) sum += comp[tok], sum_sq += static_cast<double>(comp[tok]) * comp[tok];
+  const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
+  stats[0] = static_cast<float>(m);
+  stats[1] = var > 0 ? static_cast<float>(1.0 / sqrt(var)) : 0.f;
+}
+
+/// The rank key of slot `tok`. Composite scorers read their components from `comps`
+/// ((component, tok), n = length) and their statistics from `stats` ((component, 2)).
+template <class Scorer, class Context>
+KVCAP_HOST_DEVICE inline std::uint64_t rank_key_at(const Scorer& scorer, const Context& ctx, index_t tok,
+                                                   const float* comps, const float* stats) {
+  float score;
+  if constexpr (composite_scorer<Scorer>) {
+    constexpr index_t num = num_components_v<Scorer>;
+    float z[num];
+    for (index_t c = 0; c < num; ++c) z[c] = (comps[c * ctx.num_tokens() + tok] - stats[2 * c]) * stats[2 * c + 1];
+    score = scorer.combine(ctx, tok, z);
+  } else {
+    (void)comps, (void)stats;
+    score = scorer.score(ctx, tok);
+  }
+  return encode_rank(ctx.meta(tok).is_protected, sanitize_score(score), tok);
+}
+
+}  // namespace kvcap::device

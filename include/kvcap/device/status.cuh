@@ -1,0 +1,125 @@
+#pragma once
+// kvcap/device/status.cuh — how the device path reports errors: status values, never
+// exceptions.
+//
+// Every entry point validates its arguments on the host before it enqueues anything, with
+// the checks the host executor makes, and returns a `status` naming the argument, the
+// offending view or segment, the expected and the received value. A call that returns an
+// error other than `cuda_error` has enqueued nothing: the cache is unchanged. A `cuda_error`
+// carries the cudaError_t of the failing runtime call and the file and line of the call.
+//
+// Two checks need the cache's metadata, which lives on the device: more protected tokens
+// resident than the budget (the host executor's compress_to check) and logical indices that
+// do not increase along a head (the host executor's append check). The device finds them
+// before anything moves, writes a `device_report` into the workspace and then moves nothing:
+// the cache is unchanged. The host learns of it with `read_status` (which waits for the
+// stream) or by copying the report itself.
+//
+// This header is plain C++ (any C++20 compiler); the CUDA helper macro appears only when
+// compiled by a CUDA compiler.
+
+#include <cstdint>
+
+#include "../core/config.hpp"
+
+namespace kvcap::device {
+
+enum class errc : std::int32_t {
+  ok = 0,
+  invalid_argument,     ///< a null pointer, a wrong span size, a non-positive budget or extent
+  shape_mismatch,       ///< heads or dims differ between views
+  capacity_exceeded,    ///< a length above its capacity, or a capacity beyond 2^31 slots
+  workspace_too_small,  ///< temp_storage_bytes is below what the size query returned
+  cuda_error,           ///< a CUDA runtime call failed (see `status::cuda`)
+  // Found on the device, from the metadata (reported through device_report):
+  budget_below_protected,  ///< a segment holds more protected tokens than its budget
+  meta_out_of_order,       ///< logical indices do not strictly increase along a head
+};
+
+constexpr const char* to_string(errc e) {
+  switch (e) {
+    case errc::ok: return "ok";
+    case errc::invalid_argument: return "invalid argument";
+    case errc::shape_mismatch: return "shape mismatch";
+    case errc::capacity_exceeded: return "capacity exceeded";
+    case errc::workspace_too_small: return "workspace too small";
+    case errc::cuda_error: return "CUDA error";
+    case errc::budget_below_protected: return "budget below the protected tokens";
+    case errc::meta_out_of_order: return "metadata out of order";
+  }
+  return "unknown";
+}
+
+struct [[nodiscard]] status {
+  errc code = errc::ok;
+  const char* argument = "";  ///< the offending argument (or the failing CUDA call)
+  index_t at = -1;            ///< the offending view or segment, -1 if none
+  index_t expected = 0;       ///< the bound it had to respect (see `argument`)
+  index_t received = 0;       ///< what it was
+  int cuda = 0;               ///< the cudaError_t when code == cuda_error
+  const char* file = "";      ///< where a CUDA call failed
+  int line = 0;
+
+  constexpr bool ok() const { return code == errc::ok; }
+  constexpr explicit operator bool() const { return ok(); }
+
+  static constexpr status failure(errc code, const char* argument, index_t at, index_t expected, index_t received) {
+    status s;
+    s.code = code, s.argument = argument, s.at = at, s.expected = expected, s.received = received;
+    return s;
+  }
+};
+
+inline constexpr status ok_status{};
+
+/// What the device writes when a metadata check fails (the first failure wins); zero when
+/// all is well. It sits at the start of the workspace.
+struct device_report {
+  std::int32_t code = 0;  ///< an errc
+  std::int32_t pad_ = 0;
+  index_t at = -1;        ///< segment (view · kv_heads + head)
+  index_t expected = 0, received = 0;
+};
+
+/// The status a report stands for.
+constexpr status to_status(const device_report& r) {
+  const auto code = static_cast<errc>(r.code);
+  if (code == errc::ok) return ok_status;
+  const char* argument = code == errc::budget_below_protected ? "budgets[] (protected tokens resident)"
+                                                              : "meta[].index (strictly increasing along each head)";
+  return status::failure(code, argument, r.at, r.expected, r.received);
+}
+
+}  // namespace kvcap::device
+
+#if defined(__CUDACC__)
+#include <cuda_runtime_api.h>
+
+namespace kvcap::device::detail {
+inline status cuda_failure(cudaError_t e, const char* call, const char* file, int line) {
+  status s;
+  s.code = errc::cuda_error, s.argument = call, s.cuda = static_cast<int>(e), s.file = file, s.line = line;
+  return s;
+}
+}  // namespace kvcap::device::detail
+
+/// Returns a cuda_error status from the enclosing function when `call` fails.
+#define KVCAP_CUDA_TRY(call)                                                              \
+  do {                                                                                    \
+    const cudaError_t kvcap_cuda_try_error_ = (call);                                     \
+    if (kvcap_cuda_try_error_ != cudaSuccess)                                             \
+      return ::kvcap::device::detail::cuda_failure(kvcap_cuda_try_error_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+/// After a kernel launch: a launch error becomes a cuda_error status. With KVCAP_DEBUG_SYNC
+/// defined, also waits for the kernel so that execution errors name the launch that failed.
+#if defined(KVCAP_DEBUG_SYNC)
+#define KVCAP_CUDA_LAUNCHED(stream)               \
+  do {                                            \
+    KVCAP_CUDA_TRY(cudaPeekAtLastError());        \
+    KVCAP_CUDA_TRY(cudaStreamSynchronize(stream)); \
+  } while (0)
+#else
+#define KVCAP_CUDA_LAUNCHED(stream) KVCAP_CUDA_TRY(cudaPeekAtLastError())
+#endif
+#endif

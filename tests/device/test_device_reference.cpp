@@ -1,0 +1,500 @@
+// tests/device/test_device_reference.cpp — the device algorithm on the CPU (no GPU needed):
+// rank-key encoding against kvcap::ranks_before, the radix select, the new layouts, the
+// ragged plan and its validation, the workspace carve, and the host reference of the device
+// compressor against the host executor over thousands of randomized cases.
+
+#include <doctest/doctest.h>
+
+#include <kvcap/device/reference.cuh>
+
+#include "harness.hpp"
+
+using namespace kvcap;
+using namespace kvcap_test;
+namespace dev = kvcap::device;
+
+namespace {
+
+float special_score(rng& r) {
+  switch (r.between(0, 9)) {
+    case 0: return 0.f;
+    case 1: return -0.f;
+    case 2: return HUGE_VALF;
+    case 3: return -HUGE_VALF;
+    case 4: return sanitize_score(std::numeric_limits<float>::quiet_NaN());
+    case 5: return static_cast<float>(r.between(-3, 3));
+    case 6: return std::numeric_limits<float>::denorm_min() * static_cast<float>(r.between(-2, 2));
+    case 7: return std::numeric_limits<float>::max() * (r.chance(0.5) ? 1.f : -1.f);
+    default: return r.normal() * static_cast<float>(r.between(1, 1000));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("rank keys order tokens exactly as ranks_before") {
+  rng r(1);
+  for (int i = 0; i < 200000; ++i) {
+    const rank_key a{special_score(r), r.between(0, 20), r.chance(0.2)};
+    rank_key b{special_score(r), r.between(0, 20), r.chance(0.2)};
+    if (r.chance(0.3)) b.score = a.score;
+    if (r.chance(0.1)) b.score = -a.score;  // ±0 and ±inf
+    if (b.index == a.index) continue;       // slots of one segment are distinct
+    const auto ka = dev::encode_rank(a.is_protected, a.score, a.index);
+    const auto kb = dev::encode_rank(b.is_protected, b.score, b.index);
+    REQUIRE(ranks_before(a, b) == (ka > kb));
+    REQUIRE(ranks_before(b, a) == (kb > ka));
+    REQUIRE(dev::decode_slot(ka) == a.index);
+  }
+  CHECK(dev::encode_rank(false, -0.f, 3) == dev::encode_rank(false, 0.f, 3));
+  CHECK(dev::decode_slot(dev::encode_rank(true, 1.f, dev::max_segment_slots - 1)) == dev::max_segment_slots - 1);
+}
+
+TEST_CASE("radix select keeps exactly the k largest keys") {
+  rng r(2);
+  for (int c = 0; c < 3000; ++c) {
+    const index_t n = r.between(0, 300);
+    std::vector<std::uint64_t> keys;
+    const int mode = static_cast<int>(r.between(0, 2));
+    for (index_t slot = 0; slot < n; ++slot) {
+      const float score = mode == 0 ? special_score(r) : mode == 1 ? static_cast<float>(r.between(0, 2)) : 1.f;
+      keys.push_back(dev::encode_rank(r.chance(0.1), score, slot));
+    }
+    const index_t keep = r.between(-2, n + 2);
+    const dev::selection sel = dev::reference::select(keys.data(), n, keep);
+    std::vector<std::uint64_t> sorted = keys;
+    std::sort(sorted.begin(), sorted.end(), std::greater<>());
+    const index_t expect = std::clamp<index_t>(keep, 0, n);
+    index_t kept = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const bool in_top = std::find(sorted.begin(), sorted.begin() + expect, keys[i]) != sorted.begin() + expect;
+      REQUIRE(sel.keeps(keys[i]) == in_top);
+      kept += sel.keeps(keys[i]);
+    }
+    REQUIRE(kept == expect);
+    REQUIRE(sel.kept == expect);
+  }
+}
+
+TEST_CASE_TEMPLATE("paged mappings address every (slot, head) once, inside the pool", Layout, layouts::paged_nhd,
+                   layouts::paged_hnd) {
+  rng r(3);
+  for (int c = 0; c < 200; ++c) {
+    host_image<float, Layout> img;
+    const index_t cap = r.between(1, 50), heads = r.between(1, 4), dim = r.between(1, 6);
+    arrange(img, r, cap, heads, dim);
+    const auto& m = img.view.mapping;
+    std::vector<int> hits(static_cast<std::size_t>(m.required_span_size()), 0);
+    for (index_t tok = 0; tok < cap; ++tok)
+      for (index_t head = 0; head < heads; ++head) {
+        const index_t at = m(tok, head);
+        REQUIRE(at >= 0);
+        REQUIRE(at + dim <= m.required_span_size());
+        REQUIRE(at % dim == 0);
+        for (index_t d = 0; d < dim; ++d) REQUIRE(++hits[at + d] == 1);
+        const index_t page = img.block_table[tok / m.page_size], row = tok % m.page_size;
+        const index_t in_page = Layout::kind == kv_layout::nhd ? (row * heads + head) * dim : (head * m.page_size + row) * dim;
+        REQUIRE(at == page * m.page_size * heads * dim + in_page);
+      }
+  }
+  // Identity table with one page equal to the capacity is the contiguous layout.
+  using contiguous = std::conditional_t<Layout::kind == kv_layout::nhd, layouts::nhd, layouts::hnd>;
+  const typename Layout::mapping p{.capacity = 12, .num_heads = 3, .head_dim = 5, .page_size = 12};
+  const auto c = make_mapping<contiguous>(12, 3, 5);
+  for (index_t tok = 0; tok < 12; ++tok)
+    for (index_t head = 0; head < 3; ++head) CHECK(p(tok, head) == c(tok, head));
+  CHECK(make_mapping<Layout>(20, 2, 4).required_span_size() == 32 * 2 * 4);  // two pages of 16
+}
+
+TEST_CASE("varlen mapping packs per-head runs; without indptr it is HND") {
+  const index_t indptr[] = {2, 7, 9, 20};
+  const layouts::varlen::mapping m{.capacity = 11, .num_heads = 3, .head_dim = 4, .head_indptr = indptr, .num_slots = 20};
+  CHECK(m(0, 0) == 8);
+  CHECK(m(4, 0) == 24);
+  CHECK(m(1, 1) == 32);
+  CHECK(m.room(1) == 2);
+  CHECK(m.room(2) == 11);
+  CHECK(m.required_span_size() == 80);
+  const auto plain = make_mapping<layouts::varlen>(6, 3, 4);
+  const auto hnd = make_mapping<layouts::hnd>(6, 3, 4);
+  for (index_t tok = 0; tok < 6; ++tok)
+    for (index_t head = 0; head < 3; ++head) CHECK(plain(tok, head) == hnd(tok, head));
+  CHECK(plain.required_span_size() == hnd.required_span_size());
+}
+
+TEST_CASE("tile sizes fit the staging limit") {
+  for (index_t dim : {1, 8, 64, 128, 256, 512, 4096})
+    for (index_t bytes : {1, 2, 4, 8}) {
+      const index_t t = dev::tile_tokens_for(dim, bytes);
+      CHECK(t >= 1);
+      CHECK(t <= dev::max_tile_tokens);
+      CHECK((t & (t - 1)) == 0);
+      if (t > 1) CHECK(t * (2 * dim * bytes + 40) <= dev::staging_bytes_limit);
+    }
+  CHECK(dev::tile_tokens_for(128, 2) == 64);
+}
+
+namespace {
+
+template <class T = float, layout Layout = layouts::nhd>
+struct small_batch {
+  std::vector<host_image<T, Layout>> images;
+  std::vector<layer_view<T, Layout>> views;
+  std::vector<index_t> budgets;
+  explicit small_batch(index_t n, index_t cap = 10, index_t heads = 2, index_t dim = 3) : images(n) {
+    rng r(4);
+    for (auto& img : images) {
+      arrange(img, r, cap, heads, dim);
+      img.view.length = cap;
+      for (index_t head = 0; head < heads; ++head)
+        for (index_t tok = 0; tok < cap; ++tok) {
+          img.view.meta_at(tok, head).index = tok;
+          for (index_t d = 0; d < dim; ++d) img.view.k[img.view.mapping(tok, head) + d] = static_cast<T>(r.normal());
+        }
+      views.push_back(img.view);
+      budgets.push_back(4);
+    }
+  }
+  dev::compress_batch<T, Layout> batch() { return {views, budgets}; }
+  std::vector<std::vector<T>> snapshot() const {
+    std::vector<std::vector<T>> s;
+    for (const auto& img : images) s.push_back(img.k), s.push_back(img.v);
+    return s;
+  }
+};
+
+constexpr dev::compress_policies<scorers::key_norm> key_norm_policies{};
+
+dev::status run_reference(dev::compress_batch<float, layouts::nhd> b) {
+  std::size_t bytes = 0;
+  if (const auto s = dev::reference::compress(nullptr, bytes, b, key_norm_policies); !s) return s;
+  std::vector<std::byte> temp(bytes);
+  return dev::reference::compress(temp.data(), bytes, b, key_norm_policies);
+}
+
+}  // namespace
+
+TEST_CASE("invalid batches are refused with the argument named, and nothing moves") {
+  const auto expect_refused = [](small_batch<>& sb, dev::compress_batch<float, layouts::nhd> b, dev::errc code,
+                                 std::string argument, index_t at) {
+    const auto before = sb.snapshot();
+    const dev::status s = run_reference(b);
+    CHECK(s.code == code);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == at);
+    CHECK(sb.snapshot() == before);
+  };
+  {
+    small_batch sb(3);
+    REQUIRE(run_reference(sb.batch()).ok());
+  }
+  {
+    small_batch sb(3);
+    sb.budgets.pop_back();
+    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "budgets.size()", -1);
+  }
+  {
+    small_batch sb(3);
+    sb.budgets[1] = 0;
+    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "budgets[]", 1);
+  }
+  {
+    small_batch sb(3);
+    sb.views[2].length = 11;
+    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].length", 2);
+  }
+  {
+    small_batch sb(3);
+    sb.views[1].length = -1;
+    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].length", 1);
+  }
+  {
+    small_batch sb(3);
+    sb.views[1].v = nullptr;
+    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "views[].k, v, meta (non-null)", 1);
+  }
+  {
+    small_batch sb(3);
+    sb.views[2].mapping.num_heads = 1;
+    expect_refused(sb, sb.batch(), dev::errc::shape_mismatch, "views[].mapping.num_heads", 2);
+  }
+  {
+    small_batch sb(3);
+    sb.views[1].mapping.head_dim = 4;
+    expect_refused(sb, sb.batch(), dev::errc::shape_mismatch, "views[].mapping.head_dim", 1);
+  }
+  {
+    small_batch sb(2);
+    sb.views[1].mapping.capacity = dev::max_segment_slots;
+    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].mapping.capacity", 1);
+  }
+  {
+    small_batch sb(2);
+    std::vector<index_t> head_lengths{10, 10, 3};
+    auto b = sb.batch();
+    b.head_lengths = head_lengths;
+    expect_refused(sb, b, dev::errc::invalid_argument, "head_lengths.size()", -1);
+    head_lengths = {10, 10, 3, 11};
+    b.head_lengths = head_lengths;
+    expect_refused(sb, b, dev::errc::capacity_exceeded, "head_lengths[]", 3);
+  }
+  {
+    small_batch sb(2);
+    std::vector<index_t> head_budgets{1, 2, 0, 4};
+    auto b = sb.batch();
+    b.head_budgets = head_budgets;
+    b.budgets = {};
+    expect_refused(sb, b, dev::errc::invalid_argument, "head_budgets[]", 2);
+  }
+  {
+    small_batch sb(2);
+    std::vector<index_t> out(3);
+    auto b = sb.batch();
+    b.lengths_out = out;
+    expect_refused(sb, b, dev::errc::invalid_argument, "lengths_out.size()", -1);
+  }
+  {
+    small_batch<float, layouts::paged_nhd> sb(2);
+    sb.views[1].mapping.page_size = 0;
+    std::size_t bytes = 0;
+    const auto s = dev::reference::compress(nullptr, bytes, sb.batch(), key_norm_policies);
+    CHECK(s.code == dev::errc::invalid_argument);
+    CHECK(std::string(s.argument) == "views[].mapping.page_size");
+  }
+  {  // a workspace below the size query's answer
+    small_batch sb(2);
+    std::size_t bytes = 0;
+    REQUIRE(dev::reference::compress(nullptr, bytes, sb.batch(), key_norm_policies).ok());
+    std::vector<std::byte> temp(bytes);
+    std::size_t short_bytes = bytes - 1;
+    const auto before = sb.snapshot();
+    const auto s = dev::reference::compress(temp.data(), short_bytes, sb.batch(), key_norm_policies);
+    CHECK(s.code == dev::errc::workspace_too_small);
+    CHECK(s.expected == static_cast<index_t>(bytes));
+    CHECK(sb.snapshot() == before);
+  }
+  {  // more protected tokens than the budget: found in the metadata, nothing moves
+    small_batch sb(3);
+    for (index_t tok = 0; tok < 5; ++tok) sb.views[1].meta_at(tok + 3, 1).is_protected = true;
+    const auto before = sb.snapshot();
+    std::vector<token_meta> meta_before(sb.images[1].meta);
+    const dev::status s = run_reference(sb.batch());
+    CHECK(s.code == dev::errc::budget_below_protected);
+    CHECK(s.at == 3);  // view 1, head 1
+    CHECK(s.expected == 5);
+    CHECK(s.received == 4);
+    CHECK(sb.snapshot() == before);
+    CHECK(sb.images[1].meta == meta_before);
+  }
+  {  // logical indices that do not increase along a head
+    small_batch sb(2);
+    sb.views[1].meta_at(6, 0).index = 5;
+    const auto before = sb.snapshot();
+    const dev::status s = run_reference(sb.batch());
+    CHECK(s.code == dev::errc::meta_out_of_order);
+    CHECK(s.at == 2);
+    CHECK(s.expected == 6);
+    CHECK(s.received == 5);
+    CHECK(sb.snapshot() == before);
+  }
+  {  // empty batch: fine, nothing to do
+    dev::compress_batch<float, layouts::nhd> b{};
+    CHECK(run_reference(b).ok());
+  }
+}
+
+TEST_CASE("the plan lays active segments end to end") {
+  small_batch sb(3, 10, 2, 3);
+  std::vector<index_t> head_lengths{10, 4, 0, 7, 9, 10}, head_budgets{4, 4, 4, 5, 9, 1};
+  auto b = sb.batch();
+  b.head_lengths = head_lengths;
+  b.head_budgets = head_budgets;
+  dev::plan_totals p;
+  REQUIRE(dev::plan(b, p).ok());
+  CHECK(p.num_segments == 6);
+  CHECK(p.active_segments == 3);  // segments 0, 3, 5
+  CHECK(p.tokens == 10 + 7 + 10);
+  std::vector<std::byte> temp(dev::workspace_bytes<float, layouts::nhd>(p, {}));
+  workspace_carver w(temp.data());
+  const auto ws = dev::carve<float, layouts::nhd>(w, p, {});
+  std::memcpy(ws.views, sb.views.data(), sb.views.size() * sizeof(sb.views[0]));
+  std::memcpy(ws.head_lengths, head_lengths.data(), 6 * sizeof(index_t));
+  std::memcpy(ws.head_budgets, head_budgets.data(), 6 * sizeof(index_t));
+  dev::reference::plan_segments(ws, p);
+  CHECK(ws.segments[0].view == 0);
+  CHECK(ws.segments[0].head == 0);
+  CHECK(ws.segments[1].view == 1);
+  CHECK(ws.segments[1].head == 1);
+  CHECK(ws.segments[2].view == 2);
+  CHECK(ws.segments[2].head == 1);
+  CHECK(ws.segments[2].keep == 1);
+  CHECK(ws.token_indptr[0] == 0);
+  CHECK(ws.token_indptr[1] == 10);
+  CHECK(ws.token_indptr[2] == 17);
+  CHECK(ws.token_indptr[3] == 27);
+  const index_t t = p.tile_tokens;
+  CHECK(ws.tile_indptr[3] == p.tiles);
+  CHECK(p.tiles == (10 + t - 1) / t + (7 + t - 1) / t + (10 + t - 1) / t);
+}
+
+TEST_CASE("the workspace bound covers every call within the limits") {
+  rng r(5);
+  for (int c = 0; c < 500; ++c) {
+    const dev::workspace_limits limits{.max_views = r.between(1, 5), .num_kv_heads = r.between(1, 4),
+                                       .head_dim = r.between(1, 64), .max_capacity = r.between(1, 300)};
+    const std::size_t bound = dev::workspace_bound<float, layouts::nhd, scorers::key_diff>(limits);
+    dev::plan_totals p;
+    p.num_views = r.between(0, limits.max_views);
+    p.num_kv_heads = limits.num_kv_heads;
+    p.head_dim = limits.head_dim;
+    p.num_segments = p.num_views * p.num_kv_heads;
+    p.active_segments = r.between(0, p.num_segments);
+    p.tile_tokens = dev::tile_tokens_for(p.head_dim, 4);
+    for (index_t a = 0; a < p.active_segments; ++a) {
+      const index_t n = r.between(1, limits.max_capacity);
+      p.tokens += n;
+      p.tiles += (n + p.tile_tokens - 1) / p.tile_tokens;
+    }
+    p.head_lengths = r.chance(0.5);
+    p.head_budgets = r.chance(0.5);
+    CHECK(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff>) <= bound);
+  }
+}
+
+namespace {
+
+template <class S>
+using structure_for = std::conditional_t<uses_structure<S>, structures::temporal_frames, structures::sequence>;
+
+/// One randomized batch: host executors per request, their caches copied into other
+/// arrangements of the same layout, one reference call over the whole batch, compared with
+/// each host executor's own compress.
+template <class Layout, class Scorer>
+void reference_matches_host(rng& r) {
+  using T = float;
+  using Structure = structure_for<Scorer>;
+  const index_t heads = r.between(1, 4), dim = r.between(1, 9), num_requests = r.between(1, 5);
+  const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
+  std::vector<host_request<T, Layout, Scorer, Structure>> requests(static_cast<std::size_t>(num_requests));
+  std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_requests));
+  std::vector<layer_view<T, Layout>> views;
+  std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1);
+  for (index_t i = 0; i < num_requests; ++i) {
+    auto& q = requests[i];
+    q.drive(r, heads, dim, policies.scorer, policies.structure);
+    const auto& host_view = q.c->layer(0);
+    arrange(images[i], r, host_view.capacity(), heads, dim);
+    const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
+    copy_tokens(host_view, images[i].view, lengths);
+    images[i].view.length = host_view.length;
+    views.push_back(images[i].view);
+    budgets.push_back(q.budget);
+  }
+  dev::compress_batch<T, Layout> batch{views, budgets};
+  batch.lengths_out = lengths_out;
+  std::size_t bytes = 0;
+  REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
+  std::vector<std::byte> temp(bytes);
+  REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
+  for (index_t i = 0; i < num_requests; ++i) {
+    auto& q = requests[i];
+    q.c->compress(0);
+    const auto& host_view = q.c->layer(0);
+    REQUIRE(lengths_out[i] == host_view.length);
+    const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
+    const std::string diff = compare_tokens(host_view, images[i].view, lengths);
+    INFO(layout_name<Layout>(), " request ", i, " of ", num_requests, ", mode ", static_cast<int>(q.mode), ", dim ", dim);
+    REQUIRE(diff == "");
+  }
+}
+
+template <class Layout, class... Scorers>
+void each_scorer(rng& r, int cases) {
+  for (int c = 0; c < cases; ++c) (reference_matches_host<Layout, Scorers>(r), ...);
+}
+
+using blend_norms = scorers::blend<scorers::key_norm, scorers::value_norm>;
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("the reference device algorithm keeps what the host executor keeps", Layout, layouts::nhd,
+                   layouts::hnd, layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
+  rng r(100 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  // 10 scorers × 100 batches (≈ 3 requests each) per layout
+  each_scorer<Layout, scorers::key_norm, scorers::value_norm, scorers::recency, scorers::key_diff,
+              scorers::forced_keep<scorers::key_diff>, scorers::temporal_redundancy, scorers::spatial_redundancy,
+              scorers::pooled_value_norm, blend_norms, scorers::forced_keep<blend_norms>>(r, 100);
+}
+
+namespace {
+
+template <class Layout, class Scorer>
+void per_head_matches_oracle(rng& r) {
+  using T = float;
+  using Structure = structure_for<Scorer>;
+  const index_t heads = r.between(1, 4), dim = r.between(1, 6), num_views = r.between(1, 4);
+  const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
+  std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_views)), expected(images.size());
+  std::vector<layer_view<T, Layout>> views;
+  std::vector<index_t> head_lengths, head_budgets, head_out(static_cast<std::size_t>(num_views * heads), -1),
+      lengths_out(static_cast<std::size_t>(num_views), -1);
+  for (index_t i = 0; i < num_views; ++i) {
+    const index_t capacity = r.between(1, 60);
+    rng copy = r;  // same arrangement for the image and its expectation
+    arrange(images[i], r, capacity, heads, dim);
+    arrange(expected[i], copy, capacity, heads, dim);
+    const auto mode = static_cast<values>(r.between(0, 3));
+    for (index_t head = 0; head < heads; ++head) {
+      const index_t length = r.between(0, capacity);
+      head_lengths.push_back(length);
+      index_t index = 0, num_protected = 0;
+      for (index_t tok = 0; tok < length; ++tok) {
+        index += r.between(1, 2);
+        token_meta m = policies.structure.meta(index);
+        m.is_protected = r.chance(0.1);
+        num_protected += m.is_protected;
+        images[i].view.meta_at(tok, head) = m;
+        T* k = images[i].view.k + images[i].view.mapping(tok, head);
+        T* v = images[i].view.v + images[i].view.mapping(tok, head);
+        const T* prev = tok > 0 ? images[i].view.k + images[i].view.mapping(tok - 1, head) : nullptr;
+        for (index_t d = 0; d < dim; ++d) k[d] = draw<T>(r, mode, prev, d), v[d] = draw<T>(r, mode, nullptr, d);
+      }
+      head_budgets.push_back(r.between(std::max<index_t>(1, num_protected), capacity + 2));
+    }
+    images[i].view.length = 0;  // ignored: head_lengths rule
+    copy_tokens(images[i].view, expected[i].view, std::span(head_lengths).subspan(i * heads, heads));
+    for (index_t head = 0; head < heads; ++head)
+      oracle_compress_head(expected[i].view, head, head_lengths[i * heads + head], head_budgets[i * heads + head],
+                           policies.scorer, policies.structure);
+    views.push_back(images[i].view);
+  }
+  dev::compress_batch<T, Layout> batch{views, {}, head_lengths, head_budgets, lengths_out, head_out};
+  std::size_t bytes = 0;
+  REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
+  std::vector<std::byte> temp(bytes);
+  REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
+  for (index_t i = 0; i < num_views; ++i) {
+    index_t longest = 0;
+    for (index_t head = 0; head < heads; ++head) {
+      const index_t s = i * heads + head;
+      REQUIRE(head_out[s] == std::min(head_lengths[s], head_budgets[s]));
+      longest = std::max(longest, head_out[s]);
+    }
+    REQUIRE(lengths_out[i] == longest);
+    REQUIRE(compare_tokens(expected[i].view, images[i].view, std::span(head_out).subspan(i * heads, heads)) == "");
+  }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("per-head lengths and budgets keep what a full sort by ranks_before keeps", Layout, layouts::nhd,
+                   layouts::paged_hnd, layouts::varlen) {
+  rng r(200);
+  for (int c = 0; c < 150; ++c) {
+    per_head_matches_oracle<Layout, scorers::key_norm>(r);
+    per_head_matches_oracle<Layout, scorers::value_norm>(r);
+    per_head_matches_oracle<Layout, scorers::recency>(r);
+    per_head_matches_oracle<Layout, scorers::key_diff>(r);
+    per_head_matches_oracle<Layout, scorers::spatial_redundancy>(r);
+    per_head_matches_oracle<Layout, blend_norms>(r);
+  }
+}
