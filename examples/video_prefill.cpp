@@ -27,6 +27,8 @@
 #include <Eigen/Core>
 #include <kvcap.hpp>
 
+#include "fidelity/npy.hpp"  // tools/: the .npy writer behind --dump
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -66,6 +68,8 @@ struct options {
   index_t frames = 16, stride = 50, layers = 4, chunk_frames = 1;
   double scale = 1.0;
   bool half = false;
+  std::string dump;  // write the full-cache run's K, V, Q and probes here (tools/fidelity reads it)
+  bool dump_only = false;
 };
 
 constexpr const char* usage = R"(usage: video_prefill [VIDEO] [options]
@@ -79,6 +83,9 @@ constexpr const char* usage = R"(usage: video_prefill [VIDEO] [options]
   --chunk-frames F  video frames per prefill chunk after the bulk pass (default 1)
   --scale X         resize factor before cutting 28-px tokens (default 1: full resolution)
   --half            store K and V as Eigen::half instead of float
+  --dump DIR        also write the full-cache run's per-layer K, V, Q and the probe
+                    queries as a K/V dump (manifest.txt + .npy; see tools/fidelity)
+  --dump-only       with --dump: write the dump and stop after the full-cache run
 )";
 
 const std::array<const char*, 5> scorer_names = {"key_diff", "key_norm", "value_norm", "recency", "random"};
@@ -128,12 +135,15 @@ options parse_options(int argc, char** argv) {
     else if (arg == "--chunk-frames") o.chunk_frames = positive_integer(arg, value());
     else if (arg == "--scale") o.scale = positive_number(arg, value());
     else if (arg == "--half") o.half = true;
+    else if (arg == "--dump") o.dump = value();
+    else if (arg == "--dump-only") o.dump_only = true;
     else if (arg.rfind("--", 0) == 0) throw std::invalid_argument("unknown option " + arg);
     else o.video = arg;
   }
   if (std::find(scorer_names.begin(), scorer_names.end(), o.scorer) == scorer_names.end())
     throw std::invalid_argument("unknown scorer '" + o.scorer + "'");
   budget_tokens(o.budget, 1);  // validates the syntax now, before decoding anything
+  if (o.dump_only && o.dump.empty()) throw std::invalid_argument("--dump-only needs --dump DIR");
   return o;
 }
 
@@ -375,8 +385,9 @@ struct run_result {
   double seconds = 0;
   std::vector<std::vector<T>> probe_queries;  // per layer: the question tokens' queries
   std::vector<matrix> probe_outputs;          // per layer: (question_tokens, q_heads·head_dim)
-  // The final cache (full-cache run only), for compressing it after prefill.
-  std::vector<std::vector<T>> final_k, final_v;
+  // The final cache and every token's queries (full-cache run only), for compressing it
+  // after prefill and for --dump.
+  std::vector<std::vector<T>> final_k, final_v, all_queries;
   std::vector<std::vector<token_meta>> final_meta;
 };
 
@@ -407,6 +418,7 @@ run_result<T> run_prefill(std::string name, Scorer scorer, index_t budget, const
   r.name = std::move(name);
   r.budget = budget;
   r.probe_queries.resize(static_cast<std::size_t>(layers));
+  if (keep_final) r.all_queries.resize(static_cast<std::size_t>(layers));
   std::vector<token_meta> meta;
   Eigen::MatrixXf scratch;
   for (const kvcap::chunk_range& chunk : chunks) {
@@ -430,6 +442,7 @@ run_result<T> run_prefill(std::string name, Scorer scorer, index_t budget, const
       // 4. kvcap: compress the layer back to its budget.
       cache.compress(layer);
       h += o * w.wo;
+      if (keep_final) r.all_queries[layer].insert(r.all_queries[layer].end(), q_t.begin(), q_t.end());
       // Keep the question tokens' queries: they are the probe queries.
       if (chunk.end > p.question_begin) {
         const index_t first = std::max<index_t>(0, p.question_begin - chunk.begin);
@@ -487,6 +500,41 @@ std::string mib(std::size_t bytes) {
   return buffer;
 }
 
+/// Writes the full-cache run as a K/V dump (tools/fidelity/kv_dump.hpp's format, float32):
+/// per layer K and V (tokens, kv_heads, head_dim) after M-RoPE, Q (tokens, q_heads,
+/// head_dim), and the question tokens' queries as probes (layers, questions, q_heads, dim).
+template <class T>
+void write_dump(const std::string& dir, const prompt& p, const run_result<T>& full) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  const auto as_float = [](const std::vector<T>& x) {
+    return std::vector<float>(x.begin(), x.end());
+  };
+  const auto layers = static_cast<index_t>(full.final_k.size()), n = p.num_tokens();
+  std::ofstream manifest(fs::path(dir) / "manifest.txt");
+  manifest << "kvcap-dump 1\n# SEMI-REAL: real pixels, untrained seeded projections (examples/video_prefill)\n"
+           << "layers " << layers << "\nkv_heads " << kv_heads << "\nq_heads " << q_heads << "\nhead_dim "
+           << head_dim << "\nsegment text " << p.segments[0].num_tokens() << " protected\nsegment video "
+           << p.segments[1].geometry.frames << ' ' << p.segments[1].geometry.rows << ' ' << p.segments[1].geometry.cols
+           << "\nsegment text " << p.segments[2].num_tokens() << " protected\n";
+  std::vector<float> probes;
+  for (index_t layer = 0; layer < layers; ++layer) {
+    const std::string l = std::to_string(layer);
+    kvcap_tools::write_npy((fs::path(dir) / ("k" + l + ".npy")).string(), "<f4", {n, kv_heads, head_dim},
+                           as_float(full.final_k[layer]).data());
+    kvcap_tools::write_npy((fs::path(dir) / ("v" + l + ".npy")).string(), "<f4", {n, kv_heads, head_dim},
+                           as_float(full.final_v[layer]).data());
+    kvcap_tools::write_npy((fs::path(dir) / ("q" + l + ".npy")).string(), "<f4", {n, q_heads, head_dim},
+                           as_float(full.all_queries[layer]).data());
+    manifest << "k " << l << " k" << l << ".npy\nv " << l << " v" << l << ".npy\nq " << l << " q" << l << ".npy\n";
+    const auto q = as_float(full.probe_queries[layer]);
+    probes.insert(probes.end(), q.begin(), q.end());
+  }
+  kvcap_tools::write_npy((fs::path(dir) / "probes.npy").string(), "<f4", {layers, question_tokens, q_heads, head_dim},
+                         probes.data());
+  manifest << "probes probes.npy\n";
+}
+
 // ---- The whole run, for storage type T ------------------------------------------------------------
 template <class T>
 int run(const options& o, const video& v, const char* type_name, clock_type::time_point start) {
@@ -513,6 +561,12 @@ int run(const options& o, const video& v, const char* type_name, clock_type::tim
   std::vector<run_result<T>> runs;
   runs.push_back(run_prefill<T>("full cache", kvcap::scorers::key_norm{}, p.num_tokens(), p, model, chunks,
                                 max_chunk, /*keep_final=*/true));
+  if (!o.dump.empty()) {
+    write_dump(o.dump, p, runs.front());
+    std::printf("dump      : wrote %s (full-cache K, V, Q of %ld tokens, %ld layers)\n", o.dump.c_str(),
+                p.num_tokens(), o.layers);
+    if (o.dump_only) return 0;
+  }
   with_scorer(o.scorer, [&](auto scorer) {
     runs.push_back(run_prefill<T>("kvcap " + o.scorer, scorer, budget, p, model, chunks, max_chunk, false));
     return 0;
