@@ -40,7 +40,7 @@ int main() {
   std::vector<Eigen::half> q(largest * q_heads * dim), k(largest * kv_heads * dim), v(k.size());
   std::vector<token_meta> meta(largest);
   std::vector<float> out(largest * q_heads * dim);
-  Eigen::MatrixXf scratch;
+  host::attention_scratch scratch;
 
   for (const chunk_range chunk : chunks) {
     for (index_t t = 0; t < chunk.size(); ++t) meta[t] = prompt.meta(chunk.begin + t);

@@ -394,7 +394,7 @@ struct run_result {
 /// The probe: the question tokens' queries attend, non-causally, over each layer's final cache.
 template <class T, class Compressor>
 void probe(const Compressor& cache, run_result<T>& r) {
-  Eigen::MatrixXf scratch;
+  kvcap::host::attention_scratch scratch;
   for (index_t layer = 0; layer < cache.num_layers(); ++layer) {
     matrix out(question_tokens, q_heads * head_dim);
     kvcap::host::reference_attention(cache.layer(layer), as_tensor(r.probe_queries[layer], q_heads),
@@ -420,7 +420,7 @@ run_result<T> run_prefill(std::string name, Scorer scorer, index_t budget, const
   r.probe_queries.resize(static_cast<std::size_t>(layers));
   if (keep_final) r.all_queries.resize(static_cast<std::size_t>(layers));
   std::vector<token_meta> meta;
-  Eigen::MatrixXf scratch;
+  kvcap::host::attention_scratch scratch;
   for (const kvcap::chunk_range& chunk : chunks) {
     meta.clear();
     for (index_t tok = chunk.begin; tok < chunk.end; ++tok) meta.push_back(p.structure().meta(tok));

@@ -7,7 +7,9 @@
 // resident tokens are all earlier than the chunk, chunk tokens see themselves and the
 // ones before them. With `causal = false` every query sees every slot (probe queries after
 // the prefix). GQA: query head h reads kv-head h / (q_heads / kv_heads).
-// `scratch` is (tokens, length) floats and `out` is (tokens, q_heads, dim) in NHD.
+// `scratch` is resized to (tokens, length) floats; pass a host::attention_scratch
+// (row-major, so each query's softmax reads contiguous memory: about 2x faster than a
+// column-major Eigen::MatrixXf, which also works). `out` is (tokens, q_heads, dim) in NHD.
 
 #include <Eigen/Core>
 #include <cmath>
@@ -16,9 +18,12 @@
 
 namespace kvcap::host {
 
-template <class T, layout Layout>
+/// Scratch for reference_attention: (tokens, length), row-major.
+using attention_scratch = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class T, layout Layout, class Scratch = attention_scratch>
 void reference_attention(const layer_view<T, Layout>& view, const kv_tensor<const T>& q, bool causal,
-                         Eigen::MatrixXf& scratch, float* out) {
+                         Scratch& scratch, float* out) {
   const index_t n = q.num_tokens, len = view.length, d = q.head_dim;
   const index_t group = q.num_heads / view.mapping.num_heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
