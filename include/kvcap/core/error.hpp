@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace kvcap {
@@ -38,7 +39,29 @@ std::string concat(const Parts&... parts) {
   return os.str();
 }
 
-/// Throws kvcap::error unless `ok`. The message parts are only formatted on failure.
+/// Message parts held by reference and formatted only when streamed, i.e. only when a
+/// check fails: validation runs on every chunk and must not allocate (an ostringstream
+/// does). Use it inside the full expression of a require() call.
+template <class... Parts>
+class lazy_message {
+ public:
+  explicit lazy_message(const Parts&... parts) : parts_(parts...) {}
+  friend std::ostream& operator<<(std::ostream& os, const lazy_message& m) {
+    std::apply([&os](const auto&... p) { (os << ... << p); }, m.parts_);
+    return os;
+  }
+
+ private:
+  std::tuple<const Parts&...> parts_;
+};
+
+template <class... Parts>
+lazy_message<Parts...> lazy(const Parts&... parts) {
+  return lazy_message<Parts...>(parts...);
+}
+
+/// Throws kvcap::error unless `ok`. The message parts are only formatted on failure
+/// (pass lazy(...) rather than concat(...) for a composed expected value).
 template <class Expected, class Received>
 void require(bool ok, const char* argument, const Expected& expected, const Received& received) {
   if (!ok) throw error(argument, concat(expected), concat(received));

@@ -158,7 +158,7 @@ class compressor {
   void compress_to(index_t layer, index_t tokens, kv_tensor<const T> window = {}, bool window_is_chunk_tail = true) {
     auto& l = layers_[checked_layer(layer)];
     detail::require(tokens >= l.num_protected && tokens <= l.budget, "tokens",
-                    detail::concat("in [protected resident = ", l.num_protected, ", budget = ", l.budget, "]"), tokens);
+                    detail::lazy("in [protected resident = ", l.num_protected, ", budget = ", l.budget, "]"), tokens);
     validate_window(l, window, window_is_chunk_tail);
     const index_t n = l.view.length;
     if (n <= tokens) return;
@@ -217,7 +217,7 @@ class compressor {
     detail::require(shape.head_dim > 0, "shape.head_dim", "> 0", shape.head_dim);
     detail::require(shape.max_chunk > 0, "shape.max_chunk", "> 0", shape.max_chunk);
     detail::require(shape.num_q_heads > 0 && shape.num_q_heads % shape.num_kv_heads == 0, "shape.num_q_heads",
-                    detail::concat("a positive multiple of num_kv_heads (", shape.num_kv_heads, ")"), shape.num_q_heads);
+                    detail::lazy("a positive multiple of num_kv_heads (", shape.num_kv_heads, ")"), shape.num_q_heads);
     detail::require(shape.max_window >= 0, "shape.max_window", ">= 0", shape.max_window);
     if constexpr (Scorer::inputs.window_mass)
       detail::require(shape.max_window > 0, "shape.max_window", "> 0 for a window scorer", shape.max_window);
@@ -228,7 +228,7 @@ class compressor {
     index_t max_capacity = 0;
     for (index_t layer = 0; layer < shape.num_layers; ++layer) {
       const index_t b = p.budget.tokens_for(layer, budget_shape());
-      detail::require(b > 0, "budget", detail::concat("> 0 tokens for layer ", layer), b);
+      detail::require(b > 0, "budget", detail::lazy("> 0 tokens for layer ", layer), b);
       max_capacity = std::max(max_capacity, b + shape.max_chunk);
       layers_[layer].budget = b;
     }
@@ -255,7 +255,7 @@ class compressor {
           detail::require(e.mapping.head_dim == shape.head_dim, "engine_layers[layer].mapping.head_dim",
                           shape.head_dim, e.mapping.head_dim);
           detail::require(e.mapping.capacity >= capacity, "engine_layers[layer].mapping.capacity",
-                          detail::concat(">= budget + max_chunk = ", capacity), e.mapping.capacity);
+                          detail::lazy(">= budget + max_chunk = ", capacity), e.mapping.capacity);
           l.view = e;
           l.view.length = 0;
         }
@@ -286,25 +286,27 @@ class compressor {
 
   index_t checked_layer(index_t layer) const {
     detail::require(layer >= 0 && layer < shape_.num_layers, "layer",
-                    detail::concat("in [0, ", shape_.num_layers, ")"), layer);
+                    detail::lazy("in [0, ", shape_.num_layers, ")"), layer);
     return layer;
   }
 
   void validate_chunk(const layer_state& l, const kv_tensor<const T>& k, const kv_tensor<const T>& v,
                       std::span<const token_meta> meta) const {
-    using detail::concat;
+    using detail::lazy;
     using detail::require;
     const index_t n = k.num_tokens;
     require(k.num_heads == shape_.num_kv_heads, "k.num_heads", shape_.num_kv_heads, k.num_heads);
     require(k.head_dim == shape_.head_dim, "k.head_dim", shape_.head_dim, k.head_dim);
-    require(v.num_tokens == n, "v.num_tokens", concat("k.num_tokens = ", n), v.num_tokens);
+    require(v.num_tokens == n, "v.num_tokens", lazy("k.num_tokens = ", n), v.num_tokens);
     require(v.num_heads == shape_.num_kv_heads, "v.num_heads", shape_.num_kv_heads, v.num_heads);
     require(v.head_dim == shape_.head_dim, "v.head_dim", shape_.head_dim, v.head_dim);
-    require(static_cast<index_t>(meta.size()) == n, "meta.size()", concat("k.num_tokens = ", n), meta.size());
+    require(static_cast<index_t>(meta.size()) == n, "meta.size()", lazy("k.num_tokens = ", n), meta.size());
     require(n == 0 || (k.data != nullptr && v.data != nullptr), "k.data, v.data", "non-null", "nullptr");
-    const index_t room = l.view.capacity() - l.view.length;
+    // Against the declared capacity, not the view's: an engine's buffer may be larger, but
+    // the workspace and the peak formula are sized for budget + max_chunk.
+    const index_t room = l.budget + shape_.max_chunk - l.view.length;
     require(n <= room, "k.num_tokens",
-            concat("<= capacity - resident = ", room, " (budget ", l.budget, " + max_chunk ", shape_.max_chunk,
+            lazy("<= capacity - resident = ", room, " (budget ", l.budget, " + max_chunk ", shape_.max_chunk,
                    " - resident ", l.view.length, "); compress before appending again"),
             n);
     index_t prev_index = l.next_index - 1;
@@ -312,20 +314,20 @@ class compressor {
     index_t protected_after = l.num_protected;
     for (index_t tok = 0; tok < n; ++tok) {
       const token_meta& m = meta[tok];
-      require(m.index > prev_index, "meta[].index", concat("> ", prev_index, " (strictly increasing) at token ", tok),
+      require(m.index > prev_index, "meta[].index", lazy("> ", prev_index, " (strictly increasing) at token ", tok),
               m.index);
       require(m.position.t >= prev_t, "meta[].position.t",
-              concat(">= ", prev_t, " (positions never go backwards) at token ", tok), m.position.t);
-      require(m.size == 1, "meta[].size", concat("1 for an appended token, at token ", tok), m.size);
+              lazy(">= ", prev_t, " (positions never go backwards) at token ", tok), m.position.t);
+      require(m.size == 1, "meta[].size", lazy("1 for an appended token, at token ", tok), m.size);
       const meta_check c = policies_.structure.check(m);
       require(c.ok, (std::string("meta[].") + c.field).c_str(),
-              concat(c.exact ? "== " : "< ", c.limit, " (declared structure) at token ", tok), c.got);
+              lazy(c.exact ? "== " : "< ", c.limit, " (declared structure) at token ", tok), c.got);
       prev_index = m.index;
       prev_t = m.position.t;
       protected_after += m.is_protected;
     }
     require(protected_after <= l.budget, "meta[].is_protected",
-            concat("at most budget = ", l.budget, " protected tokens resident"), protected_after);
+            lazy("at most budget = ", l.budget, " protected tokens resident"), protected_after);
     check_finite("k", k);
     check_finite("v", v);
   }
@@ -337,7 +339,7 @@ class compressor {
   }
 
   void validate_window(const layer_state& l, const kv_tensor<const T>& window, bool chunk_tail) const {
-    using detail::concat;
+    using detail::lazy;
     using detail::require;
     if constexpr (Scorer::inputs.window_mass)
       require(window.data != nullptr && window.num_tokens > 0, "window", "an observation window of queries",
@@ -346,10 +348,10 @@ class compressor {
     require(window.num_heads == shape_.num_q_heads, "window.num_heads", shape_.num_q_heads, window.num_heads);
     require(window.head_dim == shape_.head_dim, "window.head_dim", shape_.head_dim, window.head_dim);
     require(window.num_tokens <= shape_.max_window, "window.num_tokens",
-            concat("<= shape.max_window = ", shape_.max_window), window.num_tokens);
+            lazy("<= shape.max_window = ", shape_.max_window), window.num_tokens);
     if (chunk_tail)
       require(window.num_tokens <= l.view.length, "window.num_tokens",
-              concat("<= resident tokens = ", l.view.length, " (the window is the chunk's tail)"), window.num_tokens);
+              lazy("<= resident tokens = ", l.view.length, " (the window is the chunk's tail)"), window.num_tokens);
     check_finite("window", window);
   }
 
