@@ -64,7 +64,7 @@ T draw(rng& r, values mode, const T* previous_row, index_t dim) {
     case values::huge: {
       const float x = r.normal();
       if constexpr (sizeof(T) >= 4) return static_cast<T>(r.chance(0.2) ? x * 1e30f : x);
-      else return static_cast<T>(r.chance(0.2) ? x * 60000.f : x);  // 16-bit: near the top of the range
+      else return static_cast<T>(r.chance(0.2) ? std::clamp(x * 2e4f, -6e4f, 6e4f) : x);  // 16-bit: top of the range
     }
   }
   return T{};
@@ -186,6 +186,9 @@ template <class S>
 constexpr bool uses_structure = std::is_same_v<S, scorers::temporal_redundancy> ||
                                 std::is_same_v<S, scorers::spatial_redundancy> ||
                                 std::is_same_v<S, scorers::pooled_value_norm>;
+
+template <class S>
+using structure_for = std::conditional_t<uses_structure<S>, structures::temporal_frames, structures::sequence>;
 
 template <class Structure>
 Structure make_structure(rng& r) {

@@ -128,7 +128,8 @@ TEST_CASE("tile sizes fit the staging limit") {
       CHECK(t >= 1);
       CHECK(t <= dev::max_tile_tokens);
       CHECK((t & (t - 1)) == 0);
-      if (t > 1) CHECK(t * (2 * dim * bytes + 40) <= dev::staging_bytes_limit);
+      if (t > 1 || dim * bytes < 20000) CHECK(dev::staging_bytes(t, dim * bytes) <= dev::staging_bytes_limit);
+      if (t < dev::max_tile_tokens) CHECK(dev::staging_bytes(2 * t, dim * bytes) > dev::staging_bytes_limit);
     }
   CHECK(dev::tile_tokens_for(128, 2) == 64);
 }
@@ -362,17 +363,19 @@ TEST_CASE("the workspace bound covers every call within the limits") {
 
 namespace {
 
-template <class S>
-using structure_for = std::conditional_t<uses_structure<S>, structures::temporal_frames, structures::sequence>;
-
 /// One randomized batch: host executors per request, their caches copied into other
 /// arrangements of the same layout, one reference call over the whole batch, compared with
 /// each host executor's own compress.
+struct case_limits {
+  index_t max_heads = 4, max_requests = 5, max_budget = 40, max_chunk = 30, min_dim = 1, max_dim = 9;
+};
+
 template <class Layout, class Scorer>
-void reference_matches_host(rng& r) {
+void reference_matches_host(rng& r, const case_limits& limits = {}) {
   using T = float;
   using Structure = structure_for<Scorer>;
-  const index_t heads = r.between(1, 4), dim = r.between(1, 9), num_requests = r.between(1, 5);
+  const index_t heads = r.between(1, limits.max_heads), dim = r.between(limits.min_dim, limits.max_dim),
+                num_requests = r.between(1, limits.max_requests);
   const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
   std::vector<host_request<T, Layout, Scorer, Structure>> requests(static_cast<std::size_t>(num_requests));
   std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_requests));
@@ -380,7 +383,7 @@ void reference_matches_host(rng& r) {
   std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1);
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
-    q.drive(r, heads, dim, policies.scorer, policies.structure);
+    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk);
     const auto& host_view = q.c->layer(0);
     arrange(images[i], r, host_view.capacity(), heads, dim);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
@@ -423,6 +426,19 @@ TEST_CASE_TEMPLATE("the reference device algorithm keeps what the host executor 
   each_scorer<Layout, scorers::key_norm, scorers::value_norm, scorers::recency, scorers::key_diff,
               scorers::forced_keep<scorers::key_diff>, scorers::temporal_redundancy, scorers::spatial_redundancy,
               scorers::pooled_value_norm, blend_norms, scorers::forced_keep<blend_norms>>(r, 100);
+}
+
+TEST_CASE_TEMPLATE("long segments: many compaction tiles, destinations across tiles", Layout, layouts::nhd,
+                   layouts::paged_nhd, layouts::varlen) {
+  // float rows of 64 to 128 dims: 32- to 64-slot tiles; up to 3800 slots a segment.
+  rng r(300);
+  const case_limits limits{.max_heads = 3, .max_requests = 3, .max_budget = 3000, .max_chunk = 800, .min_dim = 64,
+                           .max_dim = 128};
+  for (int c = 0; c < 4; ++c) {
+    reference_matches_host<Layout, scorers::key_norm>(r, limits);
+    reference_matches_host<Layout, scorers::recency>(r, limits);
+    reference_matches_host<Layout, scorers::key_diff>(r, limits);
+  }
 }
 
 namespace {

@@ -45,6 +45,8 @@ struct compress_batch {
 /// queries go to. Reducer: evict (merging reducers are host-only for now).
 template <any_scorer Scorer, structure Structure = structures::sequence>
 struct compress_policies {
+  using scorer_type = Scorer;
+  using structure_type = Structure;
   Scorer scorer{};
   Structure structure{};
 };
@@ -80,14 +82,19 @@ KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* v
           head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
 }
 
-/// Slots per compaction tile: the most (a power of two, 1..256) whose K and V rows and
-/// metadata fit the 48 KiB of shared memory a block stages them in.
-constexpr index_t staging_bytes_limit = 48 * 1024;
+/// Shared memory a compaction block stages a tile in: K rows, V rows (each region rounded to
+/// 16 bytes) and metadata.
+constexpr index_t staging_bytes(index_t tile_tokens, index_t row_bytes) {
+  return 2 * ((tile_tokens * row_bytes + 15) / 16 * 16) + tile_tokens * static_cast<index_t>(sizeof(token_meta));
+}
+
+/// Slots per compaction tile: the most (a power of two, 1..256) whose staging fits 40 KiB
+/// (a block may use 48 KiB of shared memory without opting in; the rest is its bookkeeping).
+constexpr index_t staging_bytes_limit = 40 * 1024;
 constexpr index_t max_tile_tokens = 256;
 constexpr index_t tile_tokens_for(index_t head_dim, index_t element_bytes) {
-  const index_t per_token = 2 * head_dim * element_bytes + static_cast<index_t>(sizeof(token_meta));
   index_t t = max_tile_tokens;
-  while (t > 1 && t * per_token > staging_bytes_limit) t /= 2;
+  while (t > 1 && staging_bytes(t, head_dim * element_bytes) > staging_bytes_limit) t /= 2;
   return t;
 }
 
@@ -198,6 +205,11 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
   if (p.head_dim <= 0) return status::failure(errc::invalid_argument, "views[].mapping.head_dim", 0, 1, p.head_dim);
   p.num_segments = num_views * p.num_kv_heads;
   p.tile_tokens = tile_tokens_for(p.head_dim, static_cast<index_t>(sizeof(T)));
+  if (staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))) > staging_bytes_limit)
+    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0,
+                           (staging_bytes_limit - static_cast<index_t>(sizeof(token_meta))) / 2 /
+                               static_cast<index_t>(sizeof(T)),
+                           p.head_dim);
 
   const auto sized = [](auto span, index_t n) { return span.empty() || static_cast<index_t>(span.size()) == n; };
   if (!p.head_budgets && static_cast<index_t>(batch.budgets.size()) != num_views)

@@ -123,7 +123,8 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   // Score, check and select every active segment.
   for (index_t a = 0; a < p.active_segments; ++a) {
     const plan_segment& seg = ws.segments[a];
-    const index_t segment = seg.view * p.num_kv_heads + seg.head, n = seg.length;
+    [[maybe_unused]] const index_t segment = seg.view * p.num_kv_heads + seg.head;
+    const index_t n = seg.length;
     const layer_view<T, Layout>& view = ws.views[seg.view];
     std::uint64_t* keys = ws.keys + ws.token_indptr[a];
     float* mean = needs.mean_unit_key ? ws.mean_keys + a * p.head_dim : nullptr;

@@ -1,0 +1,371 @@
+// bench/device/bench_device_compress.cu — the device executor's speed, measured against two
+// yardsticks in the same run:
+//
+//   BM_compact_vs_memcpy      the in-place compaction alone (K, V, metadata of the kept rows that
+//                             move) against cudaMemcpyAsync device-to-device of the same bytes;
+//                             target: compaction ≥ 80% of memcpy throughput.
+//   BM_compress_vs_attention  score, select and compact of one prefill chunk for a batch against
+//                             a plain tiled attention of that chunk over that cache (the work an
+//                             engine does per chunk anyway); target: a small fraction.
+//
+// Shape (the paper's Qwen2.5-VL-7B-like setting): batch 8 requests, 8 kv heads × 128 dims,
+// 32 query heads (GQA 4), half precision, budget 4096, chunk 784 (a 28×28 tile), so every
+// (request, head) segment holds 4880 tokens and keeps 4096. Drop patterns: "oldest"
+// (recency: every kept row moves, the worst case for compaction), "spread" (key norm of random
+// keys: drops all over). The attention yardstick is deliberately simple (CUDA cores, fp32
+// accumulation, no tensor cores): its TFLOP/s is reported, and so is the fraction against an
+// attention at 400 TFLOP/s (what FlashAttention reaches on an H100), so the ratio can be read
+// against a real engine. Without a GPU the program says so and exits 0.
+
+#include <benchmark/benchmark.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <kvcap/device.cuh>
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace kvcap;
+namespace dev = kvcap::device;
+using T = __half;
+using Layout = layouts::nhd;
+
+constexpr index_t batch = 8, kv_heads = 8, q_heads = 32, dim = 128, budget = 4096, chunk = 784;
+constexpr index_t capacity = budget + chunk;
+
+#define BENCH_CUDA(call)                                                                        \
+  do {                                                                                          \
+    const cudaError_t e_ = (call);                                                              \
+    if (e_ != cudaSuccess) {                                                                    \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      std::abort();                                                                             \
+    }                                                                                           \
+  } while (0)
+
+// ---- the yardstick: a plain tiled attention (flash-style online softmax) -----------------
+// One block = 64 queries of one query head of one request; 8 warps of 8 queries each. Key
+// tiles of 32 rows (fp32, padded) and value tiles (half) are staged in shared memory; lane i
+// scores key i of the tile for each of its warp's queries, then holds 4 output dims of each.
+// Causal: chunk query i sits at slot length − chunk + i.
+constexpr int att_queries = 64, att_keys = 32, att_threads = 256;
+
+__global__ void __launch_bounds__(att_threads)
+    attention_kernel(const T* const* k_cache, const T* const* v_cache, const T* q, float* out, index_t length,
+                     index_t num_queries) {
+  __shared__ float ks[att_keys][dim + 1];
+  __shared__ __half vs[att_keys][dim];
+  __shared__ __half qs[att_queries][dim];
+  const index_t req = blockIdx.z, qh = blockIdx.y, kvh = qh / (q_heads / kv_heads);
+  const index_t q0 = blockIdx.x * att_queries;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float scale = 1.f / sqrtf(static_cast<float>(dim));
+  for (int i = threadIdx.x; i < att_queries * dim; i += att_threads) {
+    const index_t qi = q0 + i / dim;
+    qs[i / dim][i % dim] = qi < num_queries ? q[((req * num_queries + qi) * q_heads + qh) * dim + i % dim] : __float2half(0.f);
+  }
+  float acc[8][4] = {}, m[8], l[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) m[j] = -INFINITY, l[j] = 0.f;
+  const index_t block_end = length - num_queries + q0 + att_queries;  // keys the block's last query sees
+  for (index_t k0 = 0; k0 < block_end && k0 < length; k0 += att_keys) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < att_keys * dim; i += att_threads) {
+      const index_t tok = k0 + i / dim;
+      const bool in = tok < length;
+      const index_t at = (tok * kv_heads + kvh) * dim + i % dim;  // NHD
+      ks[i / dim][i % dim] = in ? __half2float(k_cache[req][at]) : 0.f;
+      vs[i / dim][i % dim] = in ? v_cache[req][at] : __float2half(0.f);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int qr = warp * 8 + j;
+      const index_t qi = q0 + qr, visible = length - num_queries + qi + 1;
+      float dot = 0.f;
+      for (int d = 0; d < dim; ++d) dot = __fmaf_rn(__half2float(qs[qr][d]), ks[lane][d], dot);
+      const float s = k0 + lane < visible && qi < num_queries ? dot * scale : -INFINITY;
+      float tile_max = s;
+      for (int o = 16; o > 0; o /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+      const float new_m = fmaxf(m[j], tile_max);
+      if (new_m == -INFINITY) continue;
+      const float correction = __expf(m[j] - new_m), p = __expf(s - new_m);
+      float psum = p;
+      for (int o = 16; o > 0; o /= 2) psum += __shfl_xor_sync(0xffffffffu, psum, o);
+      l[j] = l[j] * correction + psum;
+      m[j] = new_m;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[j][c] *= correction;
+      for (int key = 0; key < att_keys; ++key) {
+        const float pk = __shfl_sync(0xffffffffu, p, key);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[j][c] = __fmaf_rn(pk, __half2float(vs[key][lane + 32 * c]), acc[j][c]);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const index_t qi = q0 + warp * 8 + j;
+    if (qi >= num_queries) continue;
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+      out[((req * num_queries + qi) * q_heads + qh) * dim + lane + 32 * c] = l[j] > 0.f ? acc[j][c] / l[j] : 0.f;
+  }
+}
+
+// ---- the batch: 8 caches in device memory, their pristine copies, a chunk of queries ------
+struct fixture {
+  std::vector<T*> k, v;
+  std::vector<token_meta*> meta;
+  T *k_pristine = nullptr, *v_pristine = nullptr;
+  token_meta* meta_pristine = nullptr;
+  T* q = nullptr;
+  float* out = nullptr;
+  T** k_table = nullptr;
+  T** v_table = nullptr;
+  std::vector<layer_view<T, Layout>> views;
+  std::vector<index_t> budgets;
+  static constexpr std::size_t elems = static_cast<std::size_t>(capacity * kv_heads * dim);
+  static constexpr std::size_t metas = static_cast<std::size_t>(capacity * kv_heads);
+
+  fixture() {
+    std::mt19937 gen(42);
+    std::normal_distribution<float> normal;
+    std::vector<T> host(elems);
+    std::vector<token_meta> host_meta(metas);
+    for (index_t head = 0; head < kv_heads; ++head)
+      for (index_t tok = 0; tok < capacity; ++tok) {
+        token_meta m{};
+        m.index = tok;
+        m.position = {static_cast<std::int32_t>(tok), static_cast<std::int32_t>(tok), static_cast<std::int32_t>(tok)};
+        host_meta[head * capacity + tok] = m;
+      }
+    BENCH_CUDA(cudaMalloc(&k_pristine, elems * batch * sizeof(T)));
+    BENCH_CUDA(cudaMalloc(&v_pristine, elems * batch * sizeof(T)));
+    BENCH_CUDA(cudaMalloc(&meta_pristine, metas * batch * sizeof(token_meta)));
+    for (index_t r = 0; r < batch; ++r) {
+      for (auto& x : host) x = __float2half(normal(gen));
+      BENCH_CUDA(cudaMemcpy(k_pristine + r * elems, host.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
+      for (auto& x : host) x = __float2half(normal(gen));
+      BENCH_CUDA(cudaMemcpy(v_pristine + r * elems, host.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
+      BENCH_CUDA(cudaMemcpy(meta_pristine + r * metas, host_meta.data(), metas * sizeof(token_meta), cudaMemcpyHostToDevice));
+      T *kr, *vr;
+      token_meta* mr;
+      BENCH_CUDA(cudaMalloc(&kr, elems * sizeof(T)));
+      BENCH_CUDA(cudaMalloc(&vr, elems * sizeof(T)));
+      BENCH_CUDA(cudaMalloc(&mr, metas * sizeof(token_meta)));
+      k.push_back(kr), v.push_back(vr), meta.push_back(mr);
+      views.push_back({kr, vr, mr, make_mapping<Layout>(capacity, kv_heads, dim), capacity});
+      budgets.push_back(budget);
+    }
+    const std::size_t q_elems = static_cast<std::size_t>(batch * chunk * q_heads * dim);
+    std::vector<T> host_q(q_elems);
+    for (auto& x : host_q) x = __float2half(normal(gen));
+    BENCH_CUDA(cudaMalloc(&q, q_elems * sizeof(T)));
+    BENCH_CUDA(cudaMemcpy(q, host_q.data(), q_elems * sizeof(T), cudaMemcpyHostToDevice));
+    BENCH_CUDA(cudaMalloc(&out, q_elems * sizeof(float)));
+    BENCH_CUDA(cudaMalloc(&k_table, batch * sizeof(T*)));
+    BENCH_CUDA(cudaMalloc(&v_table, batch * sizeof(T*)));
+    BENCH_CUDA(cudaMemcpy(k_table, k.data(), batch * sizeof(T*), cudaMemcpyHostToDevice));
+    BENCH_CUDA(cudaMemcpy(v_table, v.data(), batch * sizeof(T*), cudaMemcpyHostToDevice));
+    restore(0);
+    BENCH_CUDA(cudaDeviceSynchronize());
+  }
+  void restore(cudaStream_t stream) {
+    for (index_t r = 0; r < batch; ++r) {
+      BENCH_CUDA(cudaMemcpyAsync(k[r], k_pristine + r * elems, elems * sizeof(T), cudaMemcpyDeviceToDevice, stream));
+      BENCH_CUDA(cudaMemcpyAsync(v[r], v_pristine + r * elems, elems * sizeof(T), cudaMemcpyDeviceToDevice, stream));
+      BENCH_CUDA(cudaMemcpyAsync(meta[r], meta_pristine + r * metas, metas * sizeof(token_meta), cudaMemcpyDeviceToDevice,
+                                 stream));
+    }
+  }
+  dev::compress_batch<T, Layout> batch_view() const { return {views, budgets}; }
+  /// Kept rows that moved (their slot's logical index changed), read back from the metadata.
+  index_t moved_rows() const {
+    index_t moved = 0;
+    std::vector<token_meta> host_meta(metas);
+    for (index_t r = 0; r < batch; ++r) {
+      BENCH_CUDA(cudaMemcpy(host_meta.data(), meta[r], metas * sizeof(token_meta), cudaMemcpyDeviceToHost));
+      for (index_t head = 0; head < kv_heads; ++head)
+        for (index_t tok = 0; tok < budget; ++tok) moved += host_meta[head * capacity + tok].index != tok;
+    }
+    return moved;
+  }
+  float attention_ms(cudaStream_t stream, cudaEvent_t start, cudaEvent_t stop) const {
+    const dim3 grid(static_cast<unsigned>((chunk + att_queries - 1) / att_queries), q_heads, batch);
+    BENCH_CUDA(cudaEventRecord(start, stream));
+    attention_kernel<<<grid, att_threads, 0, stream>>>(k_table, v_table, q, out, capacity, chunk);
+    BENCH_CUDA(cudaEventRecord(stop, stream));
+    BENCH_CUDA(cudaEventSynchronize(stop));
+    BENCH_CUDA(cudaGetLastError());
+    float ms = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    return ms;
+  }
+  static double attention_flops() {
+    double visible = 0;  // keys each chunk query sees (causal)
+    for (index_t i = 0; i < chunk; ++i) visible += static_cast<double>(capacity - chunk + i + 1);
+    return 4.0 * dim * visible * q_heads * batch;  // QK and PV, 2 flops a multiply-add
+  }
+};
+
+fixture& the_fixture() {
+  static fixture f;
+  return f;
+}
+
+template <class Scorer>
+struct prepared {
+  dev::plan_totals p;
+  void* temp = nullptr;
+  dev::workspace_layout<T, Layout> ws;
+  explicit prepared(const dev::compress_batch<T, Layout>& b) {
+    if (!dev::plan(b, p)) std::abort();
+    const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer>);
+    BENCH_CUDA(cudaMalloc(&temp, bytes));
+    workspace_carver w(temp);
+    ws = dev::carve<T, Layout>(w, p, dev::needs_of<Scorer>);
+  }
+  ~prepared() { cudaFree(temp); }
+};
+
+struct events {
+  cudaEvent_t e[5];
+  events() {
+    for (auto& x : e) BENCH_CUDA(cudaEventCreate(&x));
+  }
+  ~events() {
+    for (auto& x : e) cudaEventDestroy(x);
+  }
+  float ms(int a, int b) const {
+    float t = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&t, e[a], e[b]));
+    return t;
+  }
+};
+
+template <class Scorer>
+void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
+  fixture& f = the_fixture();
+  const auto b = f.batch_view();
+  prepared<Scorer> run(b);
+  const dev::compress_policies<Scorer> policies{scorer};
+  cudaStream_t stream = 0;
+  events ev;
+  f.restore(stream);
+  if (!dev::detail::enqueue_upload(run.ws, run.p, b, stream) || !dev::detail::enqueue_scores(run.ws, run.p, policies, stream) ||
+      !dev::detail::enqueue_select(run.ws, run.p, stream))
+    std::abort();
+  double compact_ms = 0;
+  for (auto _ : state) {
+    f.restore(stream);
+    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+    const float ms = ev.ms(0, 1);
+    compact_ms += ms;
+    state.SetIterationTime(ms / 1e3);
+  }
+  compact_ms /= static_cast<double>(state.iterations());
+  if (!dev::read_status(run.temp)) std::abort();
+  const index_t moved = f.moved_rows();
+  const double bytes = static_cast<double>(moved) * (2 * dim * sizeof(T) + sizeof(token_meta));
+  // The same bytes, copied device to device, in the same run.
+  void *src, *dst;
+  BENCH_CUDA(cudaMalloc(&src, static_cast<std::size_t>(bytes)));
+  BENCH_CUDA(cudaMalloc(&dst, static_cast<std::size_t>(bytes)));
+  double memcpy_ms = 0;
+  constexpr int reps = 20;
+  for (int i = 0; i <= reps; ++i) {
+    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+    BENCH_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, stream));
+    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+    if (i > 0) memcpy_ms += ev.ms(0, 1);  // the first is a warm-up
+  }
+  memcpy_ms /= reps;
+  BENCH_CUDA(cudaFree(src));
+  BENCH_CUDA(cudaFree(dst));
+  state.counters["moved_rows"] = static_cast<double>(moved);
+  state.counters["moved_MB"] = bytes / 1e6;
+  state.counters["compact_GBps"] = bytes / (compact_ms * 1e6);  // bytes moved (each read once, written once)
+  state.counters["memcpy_GBps"] = bytes / (memcpy_ms * 1e6);
+  state.counters["compact_over_memcpy"] = memcpy_ms / compact_ms;  // throughput fraction; target >= 0.80
+}
+
+template <class Scorer>
+void compress_vs_attention(benchmark::State& state, Scorer scorer) {
+  fixture& f = the_fixture();
+  const auto b = f.batch_view();
+  prepared<Scorer> run(b);
+  const dev::compress_policies<Scorer> policies{scorer};
+  cudaStream_t stream = 0;
+  events ev;
+  double score_ms = 0, select_ms = 0, compact_ms = 0, total_ms = 0;
+  for (auto _ : state) {
+    f.restore(stream);
+    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+    if (!dev::detail::enqueue_upload(run.ws, run.p, b, stream) || !dev::detail::enqueue_scores(run.ws, run.p, policies, stream))
+      std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[2], stream));
+    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[3], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[3]));
+    score_ms += ev.ms(0, 1), select_ms += ev.ms(1, 2), compact_ms += ev.ms(2, 3);
+    total_ms += ev.ms(0, 3);
+    state.SetIterationTime(ev.ms(0, 3) / 1e3);
+  }
+  const double n = static_cast<double>(state.iterations());
+  score_ms /= n, select_ms /= n, compact_ms /= n, total_ms /= n;
+  if (!dev::read_status(run.temp)) std::abort();
+  f.restore(stream);
+  double attention_ms = 0;
+  constexpr int reps = 5;
+  for (int i = 0; i <= reps; ++i) {
+    const float ms = f.attention_ms(stream, ev.e[0], ev.e[1]);
+    if (i > 0) attention_ms += ms;
+  }
+  attention_ms /= reps;
+  const double flops = fixture::attention_flops();
+  state.counters["score_us"] = score_ms * 1e3;
+  state.counters["select_us"] = select_ms * 1e3;
+  state.counters["compact_us"] = compact_ms * 1e3;
+  state.counters["attention_us"] = attention_ms * 1e3;
+  state.counters["attention_TFLOPs"] = flops / (attention_ms * 1e9);
+  state.counters["select_compact_over_attention"] = (select_ms + compact_ms) / attention_ms;
+  state.counters["compress_over_attention"] = total_ms / attention_ms;
+  const double fast_attention_ms = flops / 400e12 * 1e3;  // an attention at 400 TFLOP/s
+  state.counters["select_compact_over_400TFLOPs_attention"] = (select_ms + compact_ms) / fast_attention_ms;
+  state.counters["compress_over_400TFLOPs_attention"] = total_ms / fast_attention_ms;
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(compact_vs_memcpy, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_vs_memcpy, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, key_norm, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, key_diff, scorers::key_diff{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, recency, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+int main(int argc, char** argv) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::puts("bench_device_compress: no usable GPU (cudaGetDeviceCount failed or found none): skipped");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs, %.0f GB memory)\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / 1e9);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,122 @@
+#pragma once
+// kvcap/device/compact.cuh — stable, ascending, in-place compaction of K, V and metadata, for
+// every layout, across the whole ragged batch in one launch.
+//
+// A kept slot only ever moves toward the front (its destination is the number of kept slots
+// before it), so the destinations of a tile's moving rows overwrite only slots of the same or
+// earlier tiles of its segment. Each block takes the next tile in order from a counter (so
+// every tile it may wait for is already running), finds its kept slots and their destinations
+// (a block scan plus the tile's kept_before), stages the rows that move (K, V, metadata) in
+// shared memory, publishes "read" for its tile, waits until every earlier tile whose slots its
+// destinations overwrite has published, then writes. Nothing is copied outside the cache but
+// one tile per block; rows that stay in place are not touched. When the device found a
+// metadata error (the report is set), no block writes anything.
+//
+// Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned).
+
+#include <cuda/atomic>
+#include <cub/block/block_scan.cuh>
+
+#include "score_kernel.cuh"
+
+namespace kvcap::device::detail {
+
+inline constexpr int compact_threads = static_cast<int>(max_tile_tokens);
+
+template <int Bytes>
+struct vector_of;
+template <> struct vector_of<16> { using type = uint4; };
+template <> struct vector_of<8> { using type = uint2; };
+template <> struct vector_of<4> { using type = unsigned int; };
+template <> struct vector_of<2> { using type = unsigned short; };
+template <> struct vector_of<1> { using type = unsigned char; };
+
+template <int VecBytes, class T, class Layout>
+__global__ void __launch_bounds__(compact_threads)
+    compact_kernel(workspace_layout<T, Layout> ws, index_t active, index_t total_tiles, index_t tile_tokens) {
+  using vec = typename vector_of<VecBytes>::type;
+  using scan = cub::BlockScan<int, compact_threads>;
+  using flag = cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>;
+  constexpr int meta_words = static_cast<int>(sizeof(token_meta) / sizeof(std::uint64_t));
+  static_assert(sizeof(token_meta) % sizeof(std::uint64_t) == 0 && alignof(token_meta) >= alignof(std::uint64_t));
+
+  extern __shared__ uint4 staging_[];  // (row, vec) K, then (row, vec) V, then (row, word) meta
+  __shared__ typename scan::TempStorage temp;
+  __shared__ index_t tile_id;
+  __shared__ bool abort;
+  __shared__ std::int32_t src_slot[compact_threads], dst_slot[compact_threads];  // of the moving rows
+
+  const int t = threadIdx.x;
+  if (t == 0) {
+    tile_id = atomicAdd(ws.tile_done + total_tiles, 1);
+    abort = flag(ws.report->code).load(cuda::memory_order_relaxed) != 0;
+  }
+  __syncthreads();
+  if (abort) return;  // every block aborts alike: nobody waits for anybody
+  const index_t g = tile_id;
+  const index_t a = segment_of(ws.tile_indptr, active, g);
+  const plan_segment seg = ws.segments[a];
+  const auto view = ws.views[seg.view];
+  const index_t tile = g - ws.tile_indptr[a], begin = tile * tile_tokens;
+  const index_t end = begin + tile_tokens < seg.length ? begin + tile_tokens : seg.length;
+  const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
+  const selection sel = ws.selections[a];
+
+  // Destinations: kept_before of the tile plus the rank among its kept slots.
+  const index_t tok = begin + t;
+  const bool kept = tok < end && sel.keeps(keys[tok]);
+  int rank, moving_rank, num_moving;
+  scan(temp).ExclusiveSum(kept ? 1 : 0, rank);
+  const index_t dst = ws.tile_kept_before[g] + rank;
+  const bool moving = kept && dst != tok;
+  __syncthreads();
+  scan(temp).ExclusiveSum(moving ? 1 : 0, moving_rank, num_moving);
+  if (moving) src_slot[moving_rank] = static_cast<std::int32_t>(tok), dst_slot[moving_rank] = static_cast<std::int32_t>(dst);
+  __syncthreads();
+
+  // Stage every moving row of this tile.
+  const index_t head = seg.head;
+  const index_t row_vecs = view.mapping.head_dim * static_cast<index_t>(sizeof(T)) / VecBytes;
+  const index_t region = (tile_tokens * row_vecs * VecBytes + 15) / 16 * 16;
+  auto* stage_k = reinterpret_cast<vec*>(staging_);
+  auto* stage_v = reinterpret_cast<vec*>(reinterpret_cast<unsigned char*>(staging_) + region);
+  auto* stage_m = reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(staging_) + 2 * region);
+  const auto row = [&](T* base, index_t slot) { return reinterpret_cast<vec*>(base + view.mapping(slot, head)); };
+  const auto meta_row = [&](index_t slot) { return reinterpret_cast<std::uint64_t*>(&view.meta_at(slot, head)); };
+  for (index_t i = t; i < num_moving * row_vecs; i += compact_threads) {
+    const index_t r = i / row_vecs, c = i - r * row_vecs;
+    stage_k[i] = row(view.k, src_slot[r])[c];
+    stage_v[i] = row(view.v, src_slot[r])[c];
+  }
+  for (index_t i = t; i < num_moving * meta_words; i += compact_threads) {
+    const index_t r = i / meta_words, w = i - r * meta_words;
+    stage_m[i] = meta_row(src_slot[r])[w];
+  }
+  __syncthreads();
+  if (t == 0) {
+    __threadfence();
+    flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
+  }
+  if (num_moving == 0) return;
+
+  // Wait for the earlier tiles of this segment whose slots the destinations overwrite:
+  // slots [dst_slot[0], last destination] lie in tiles [dst_slot[0] / tile_tokens, tile].
+  if (t == 0) {
+    for (index_t other = ws.tile_indptr[a] + dst_slot[0] / tile_tokens; other < g; ++other)
+      while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);
+    __threadfence();
+  }
+  __syncthreads();
+
+  for (index_t i = t; i < num_moving * row_vecs; i += compact_threads) {
+    const index_t r = i / row_vecs, c = i - r * row_vecs;
+    row(view.k, dst_slot[r])[c] = stage_k[i];
+    row(view.v, dst_slot[r])[c] = stage_v[i];
+  }
+  for (index_t i = t; i < num_moving * meta_words; i += compact_threads) {
+    const index_t r = i / meta_words, w = i - r * meta_words;
+    meta_row(dst_slot[r])[w] = stage_m[i];
+  }
+}
+
+}  // namespace kvcap::device::detail

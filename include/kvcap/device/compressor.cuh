@@ -1,0 +1,190 @@
+#pragma once
+// kvcap/device/compressor.cuh — the device executor: compress a ragged batch of caches in
+// engine-owned device memory, in place, on a stream, with caller-supplied workspace.
+//
+//   std::size_t bytes = 0;
+//   kvcap::device::compress(nullptr, bytes, batch, policies);           // size query
+//   ... d_temp = a buffer of `bytes` (or of workspace_bound(limits), once, at start-up) ...
+//   kvcap::device::status s = kvcap::device::compress(d_temp, bytes, batch, policies, stream);
+//
+// `batch` names the caches (one layer_view per (request, layer): contiguous NHD/HND, paged
+// with a block table, or per-head varlen), each with its own length and budget; optional
+// per-head lengths and budgets. For every (view, head) segment holding more tokens than its
+// budget, the device scores every token with the policy's scorer (the same type the host
+// executor runs, through the same context API), keeps the `budget` best by
+// kvcap::ranks_before (protected first, higher score, smaller logical index: a radix select on
+// 64-bit rank keys), and compacts the kept tokens' K, V and metadata to the front of the
+// segment, stably and in place. No copy of the cache is made and nothing is allocated.
+//
+// Host-side checks (the host executor's, see ragged_plan.cuh) come back as the returned
+// status before anything is enqueued. Metadata checks run on the device and, on failure,
+// leave the cache unchanged and a report for read_status. The lengths the call leaves are
+// written to batch.lengths_out / head_lengths_out on the host right away (they follow from
+// the inputs: min(length, budget)); they hold if read_status is ok.
+//
+// What the call enqueues on `stream`: 2 memsets, up to 4 small host-to-device copies of the
+// batch description (from pageable memory they are staged by the driver before the call
+// returns, so the spans may be reused at once; to capture the call in a CUDA graph, keep the
+// spans in page-locked memory and unchanged until the graph runs), and 4 to 7 kernels.
+// There is no synchronisation and no device query.
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "compact.cuh"
+#include "plan_kernel.cuh"
+#include "ragged_plan.cuh"
+#include "score_kernel.cuh"
+#include "select.cuh"
+#include "status.cuh"
+
+namespace kvcap::device {
+
+namespace detail {
+
+inline unsigned int grid_for(index_t items, int threads) {
+  const index_t blocks = (items + threads - 1) / threads;
+  return static_cast<unsigned int>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+/// The widest vector (16, 8, 4, 2 or 1 bytes) that divides every K and V row start.
+template <class T, layout Layout>
+int vector_bytes(const compress_batch<T, Layout>& batch, index_t head_dim) {
+  const auto row_bytes = static_cast<std::uintptr_t>(head_dim * static_cast<index_t>(sizeof(T)));
+  std::uintptr_t bits = row_bytes;
+  for (const auto& view : batch.views)
+    bits |= reinterpret_cast<std::uintptr_t>(view.k) | reinterpret_cast<std::uintptr_t>(view.v);
+  int bytes = 16;
+  while (bytes > 1 && (bits & static_cast<std::uintptr_t>(bytes - 1)) != 0) bytes /= 2;
+  return bytes;
+}
+
+template <int VecBytes, class T, class Layout>
+status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
+  const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
+  compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
+      ws, p.active_segments, p.tiles, p.tile_tokens);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
+/// The stages of a call, enqueued on `stream` over a carved workspace (exposed for
+/// benchmarks that time them apart; `compress` runs them in this order).
+template <class T, class Layout>
+status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
+                      cudaStream_t stream) {
+  KVCAP_CUDA_TRY(cudaMemsetAsync(ws.report, 0, sizeof(device_report), stream));
+  if (p.active_segments == 0) return ok_status;
+  KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.views, batch.views.data(), batch.views.size_bytes(), cudaMemcpyHostToDevice, stream));
+  if (ws.budgets)
+    KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes(), cudaMemcpyHostToDevice, stream));
+  if (ws.head_lengths)
+    KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.head_lengths, batch.head_lengths.data(), batch.head_lengths.size_bytes(),
+                                   cudaMemcpyHostToDevice, stream));
+  if (ws.head_budgets)
+    KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes(),
+                                   cudaMemcpyHostToDevice, stream));
+  return ok_status;
+}
+
+/// Plan, then rank keys of every token of every active segment.
+template <class T, class Layout, class Scorer, class Structure>
+status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& p,
+                      const compress_policies<Scorer, Structure>& policies, cudaStream_t stream) {
+  constexpr scorer_needs needs = needs_of<Scorer>;
+  if (p.active_segments == 0) return ok_status;
+  plan_kernel<<<1, plan_threads, 0, stream>>>(ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
+  KVCAP_CUDA_LAUNCHED(stream);
+  const unsigned int token_grid = grid_for(p.tokens, token_threads);
+  if constexpr (needs.mean_unit_key) {
+    norms_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
+    KVCAP_CUDA_LAUNCHED(stream);
+    const int dim_threads = p.head_dim < 128 ? 32 * static_cast<int>((p.head_dim + 31) / 32) : 128;
+    mean_kernel<<<static_cast<unsigned int>(p.active_segments), dim_threads, 0, stream>>>(ws, p.head_dim, policies);
+    KVCAP_CUDA_LAUNCHED(stream);
+  }
+  if constexpr (needs.num_components > 0) {
+    components_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
+    KVCAP_CUDA_LAUNCHED(stream);
+    stats_kernel<T, Layout, Scorer><<<grid_for(p.active_segments * needs.num_components, 64), 64, 0, stream>>>(
+        ws, p.active_segments);
+    KVCAP_CUDA_LAUNCHED(stream);
+  }
+  keys_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, p.num_kv_heads,
+                                                        policies);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
+/// Radix select per active segment, and the kept count before each tile.
+template <class T, class Layout>
+status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
+  if (p.active_segments == 0) return ok_status;
+  select_kernel<<<static_cast<unsigned int>(p.active_segments), select_threads, 0, stream>>>(ws, p.tile_tokens,
+                                                                                              p.num_kv_heads);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
+/// The in-place compaction (it may be enqueued again over the same selection, e.g. after the
+/// cache was restored: it resets its own tile counters).
+template <class T, class Layout>
+status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p,
+                       const compress_batch<T, Layout>& batch, cudaStream_t stream) {
+  if (p.active_segments == 0) return ok_status;
+  KVCAP_CUDA_TRY(cudaMemsetAsync(ws.tile_done, 0, static_cast<std::size_t>(p.tiles + 1) * sizeof(std::int32_t), stream));
+  switch (vector_bytes(batch, p.head_dim)) {
+    case 16: return launch_compact<16>(ws, p, stream);
+    case 8: return launch_compact<8>(ws, p, stream);
+    case 4: return launch_compact<4>(ws, p, stream);
+    case 2: return launch_compact<2>(ws, p, stream);
+    default: return launch_compact<1>(ws, p, stream);
+  }
+}
+
+}  // namespace detail
+
+/// Compresses every segment of `batch` to its budget (see the file comment). With
+/// d_temp_storage == nullptr only writes the workspace bytes this batch needs.
+template <class T, layout Layout, any_scorer Scorer, structure Structure>
+[[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
+                              const compress_policies<Scorer, Structure>& policies, cudaStream_t stream = 0) {
+  static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
+  plan_totals p;
+  if (const status s = plan(batch, p); !s) return s;
+  const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  if (d_temp_storage == nullptr) {
+    temp_storage_bytes = need;
+    return ok_status;
+  }
+  if (temp_storage_bytes < need)
+    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
+                           static_cast<index_t>(temp_storage_bytes));
+  workspace_carver w(d_temp_storage);
+  const auto ws = carve<T, Layout>(w, p, needs_of<Scorer>);
+  if (status s = detail::enqueue_upload(ws, p, batch, stream); !s) return s;
+  if (status s = detail::enqueue_scores(ws, p, policies, stream); !s) return s;
+  if (status s = detail::enqueue_select(ws, p, stream); !s) return s;
+  if (status s = detail::enqueue_compact(ws, p, batch, stream); !s) return s;
+  write_lengths(batch, p);
+  return ok_status;
+}
+
+/// The same with default policies (a scorer without parameters, plain text structure).
+template <any_scorer Scorer, class T, layout Layout>
+[[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
+                              cudaStream_t stream = 0) {
+  return compress(d_temp_storage, temp_storage_bytes, batch, compress_policies<Scorer>{}, stream);
+}
+
+/// The device-side metadata checks of the last call that used `d_temp_storage` (waits for
+/// `stream`). ok when they passed, or the failure (the cache was left unchanged).
+[[nodiscard]] inline status read_status(const void* d_temp_storage, cudaStream_t stream = 0) {
+  device_report report;
+  KVCAP_CUDA_TRY(cudaMemcpyAsync(&report, d_temp_storage, sizeof report, cudaMemcpyDeviceToHost, stream));
+  KVCAP_CUDA_TRY(cudaStreamSynchronize(stream));
+  return to_status(report);
+}
+
+}  // namespace kvcap::device

@@ -1,0 +1,116 @@
+#pragma once
+// kvcap/device/score_kernel.cuh — scoring on the device: the SAME scorer policy the host
+// runs, called per (segment, token) through segment_score_context.
+//
+//   norms_kernel       (token)              |k|, when the scorer needs the mean unit key
+//   mean_kernel        (segment) × (dim)    mean of k/|k| in slot order, per dim
+//   components_kernel  (token)              composite scorers: every component
+//   stats_kernel       (segment, component) mean and 1/std in double, in slot order
+//   keys_kernel        (token)              rank key; checks logical indices increase
+//
+// Shared inputs are summed in the host executor's order (one thread per dim or per
+// component walks the slots in order), so they are bit-identical to the host's. Device
+// translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
+// default, which rounds differently from the host) and --expt-relaxed-constexpr (structure
+// models are constexpr host functions).
+
+#include <cuda/atomic>
+
+#include "plan_kernel.cuh"
+#include "score_context.cuh"
+#include "status.cuh"
+
+namespace kvcap::device::detail {
+
+inline constexpr int token_threads = 256;
+
+/// First failure wins: writes the report only if none was written yet.
+__device__ inline void report_failure(device_report* report, errc code, index_t at, index_t expected, index_t received) {
+  if (atomicCAS(&report->code, 0, static_cast<std::int32_t>(code)) == 0) {
+    report->at = at;
+    report->expected = expected;
+    report->received = received;
+  }
+}
+
+/// (active segment, slot, global token) of token `g`, and the segment's score context.
+template <class T, class Layout, class Structure>
+struct token_site {
+  index_t a, tok;
+  plan_segment seg;
+  segment_score_context<T, Layout, Structure> ctx;
+};
+
+template <class T, class Layout, class Structure>
+__device__ inline token_site<T, Layout, Structure> site_of(const workspace_layout<T, Layout>& ws, index_t active,
+                                                            index_t g, const Structure* structure, index_t head_dim) {
+  const index_t a = segment_of(ws.token_indptr, active, g);
+  const plan_segment seg = ws.segments[a];
+  const float* mean = ws.mean_keys != nullptr ? ws.mean_keys + a * head_dim : nullptr;
+  return {a, g - ws.token_indptr[a], seg, {ws.views + seg.view, structure, seg.head, seg.length, mean}};
+}
+
+template <class T, class Layout, class Scorer, class Structure>
+__global__ void __launch_bounds__(token_threads)
+    norms_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim,
+                 compress_policies<Scorer, Structure> policies) {
+  for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
+       g += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const auto s = site_of(ws, active, g, &policies.structure, head_dim);
+    ws.norms[g] = key_norm_at(s.ctx, s.tok);
+  }
+}
+
+template <class T, class Layout, class Scorer, class Structure>
+__global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, compress_policies<Scorer, Structure> policies) {
+  const index_t a = blockIdx.x;
+  const plan_segment seg = ws.segments[a];
+  const segment_score_context<T, Layout, Structure> ctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
+                                                        nullptr};
+  const float* norms = ws.norms + ws.token_indptr[a];
+  for (index_t dim = threadIdx.x; dim < head_dim; dim += blockDim.x)
+    ws.mean_keys[a * head_dim + dim] = mean_unit_key_at(ctx, norms, dim);
+}
+
+template <class T, class Layout, class Scorer, class Structure>
+__global__ void __launch_bounds__(token_threads)
+    components_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim,
+                      compress_policies<Scorer, Structure> policies) {
+  constexpr index_t num = num_components_v<Scorer>;
+  for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
+       g += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const auto s = site_of(ws, active, g, &policies.structure, head_dim);
+    float* comps = ws.components + num * ws.token_indptr[s.a];
+    for (index_t c = 0; c < num; ++c) comps[c * s.seg.length + s.tok] = policies.scorer.component(s.ctx, s.tok, c);
+  }
+}
+
+template <class T, class Layout, class Scorer>
+__global__ void stats_kernel(workspace_layout<T, Layout> ws, index_t active) {
+  constexpr index_t num = num_components_v<Scorer>;
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i >= active * num) return;
+  const index_t a = i / num, c = i % num, n = ws.segments[a].length;
+  component_stats(ws.components + num * ws.token_indptr[a] + c * n, n, ws.component_stats + 2 * (num * a + c));
+}
+
+template <class T, class Layout, class Scorer, class Structure>
+__global__ void __launch_bounds__(token_threads)
+    keys_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim, index_t num_kv_heads,
+                compress_policies<Scorer, Structure> policies) {
+  constexpr index_t num = num_components_v<Scorer>;
+  for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
+       g += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const auto s = site_of(ws, active, g, &policies.structure, head_dim);
+    if (s.tok > 0) {
+      const std::int64_t before = s.ctx.meta(s.tok - 1).index, here = s.ctx.meta(s.tok).index;
+      if (here <= before)
+        report_failure(ws.report, errc::meta_out_of_order, s.seg.view * num_kv_heads + s.seg.head, before + 1, here);
+    }
+    const float* comps = num > 0 ? ws.components + num * ws.token_indptr[s.a] : nullptr;
+    const float* stats = num > 0 ? ws.component_stats + 2 * num * s.a : nullptr;
+    ws.keys[g] = rank_key_at(policies.scorer, s.ctx, s.tok, comps, stats);
+  }
+}
+
+}  // namespace kvcap::device::detail

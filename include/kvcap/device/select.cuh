@@ -1,0 +1,101 @@
+#pragma once
+// kvcap/device/select.cuh — per-segment top-k by rank key: one block per active segment runs
+// the MSB-first radix select of rank_bits.cuh (the host reference takes the same steps), then
+// counts the kept slots of each compaction tile and scans them into tile_kept_before.
+//
+// Keys encode (protected, score, −slot), so the k largest are exactly the host's kept set,
+// ties to the smaller logical index included; the first pass's histogram also counts the
+// protected tokens (digits ≥ 128 have the top bit set), and a segment with more protected
+// tokens than its budget is reported (nothing will move). A pass reads the segment's keys
+// (8 bytes a slot, L2-resident at these sizes); most segments finish after 2 to 4 passes,
+// when the chosen digit's bucket is taken whole.
+
+#include <cub/block/block_scan.cuh>
+
+#include "score_kernel.cuh"
+
+namespace kvcap::device::detail {
+
+inline constexpr int select_threads = radix_digits;  // one thread per digit when choosing
+static_assert(select_threads % 32 == 0);
+
+template <class T, class Layout>
+__global__ void __launch_bounds__(select_threads)
+    select_kernel(workspace_layout<T, Layout> ws, index_t tile_tokens, index_t num_kv_heads) {
+  using scan = cub::BlockScan<index_t, select_threads>;
+  __shared__ typename scan::TempStorage temp;
+  __shared__ unsigned int hist[radix_digits];
+  __shared__ radix_state st;
+  __shared__ index_t num_protected;
+
+  const index_t a = blockIdx.x;
+  const plan_segment seg = ws.segments[a];
+  const index_t n = seg.length, keep = seg.keep;
+  const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
+  const int t = threadIdx.x;
+
+  if (t == 0) {
+    st = radix_state{};
+    st.remaining = keep;
+    num_protected = 0;
+  }
+  __syncthreads();
+  if (keep >= n || keep <= 0) {  // not planned as active; kept for completeness
+    if (t == 0) ws.selections[a] = keep <= 0 ? selection::none() : selection::all(n);
+  } else {
+    for (bool first = true;; first = false) {
+      hist[t] = 0;
+      __syncthreads();
+      const radix_state now = st;
+      for (index_t i = t; i < n; i += select_threads) {
+        const std::uint64_t key = keys[i];
+        if (radix_candidate(now, key)) atomicAdd(&hist[radix_digit(now, key)], 1u);
+      }
+      __syncthreads();
+      const int digit = radix_digits - 1 - t;  // thread t looks at the t-th largest digit
+      const index_t count = hist[digit];
+      index_t inclusive, total;
+      scan(temp).InclusiveSum(count, inclusive, total);
+      const index_t above = inclusive - count;
+      if (first && t == radix_digits / 2 - 1) num_protected = inclusive;  // digits 255..128
+      const bool chosen = radix_chosen(above, count, now.remaining);
+      __syncthreads();
+      if (chosen) radix_advance(st, digit, above, count);
+      __syncthreads();
+      if (st.done) break;
+    }
+    if (t == 0) {
+      ws.selections[a] = radix_result(st, keep);
+      if (num_protected > keep)
+        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, num_protected, keep);
+    }
+  }
+  __syncthreads();
+  const selection sel = ws.selections[a];  // written above by thread 0 of this block
+
+  // Kept slots per tile (one warp per tile), then an exclusive scan over the tiles.
+  const index_t tiles = (n + tile_tokens - 1) / tile_tokens;
+  std::int32_t* kept_before = ws.tile_kept_before + ws.tile_indptr[a];
+  const int warp = t / 32, lane = t % 32;
+  for (index_t tile = warp; tile < tiles; tile += select_threads / 32) {
+    const index_t begin = tile * tile_tokens, end = begin + tile_tokens < n ? begin + tile_tokens : n;
+    int count = 0;
+    for (index_t i = begin + lane; i < end; i += 32) count += sel.keeps(keys[i]) ? 1 : 0;
+    for (int offset = 16; offset > 0; offset /= 2) count += __shfl_down_sync(0xffffffffu, count, offset);
+    if (lane == 0) kept_before[tile] = count;
+  }
+  __syncthreads();
+  index_t carry = 0;
+  for (index_t base = 0; base < tiles; base += select_threads) {
+    const index_t tile = base + t;
+    const index_t count = tile < tiles ? kept_before[tile] : 0;
+    index_t before, total;
+    scan(temp).ExclusiveSum(count, before, total);
+    __syncthreads();  // every count of this chunk is read before any is overwritten
+    if (tile < tiles) kept_before[tile] = static_cast<std::int32_t>(carry + before);
+    carry += total;
+    __syncthreads();
+  }
+}
+
+}  // namespace kvcap::device::detail

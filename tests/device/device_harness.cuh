@@ -1,0 +1,111 @@
+#pragma once
+// tests/device/device_harness.cuh — device images of the harness's host images, the GPU
+// test main's "is there a GPU" question, and CUDA checks for the GPU tests.
+
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+#include <doctest/doctest.h>
+
+#include <kvcap/device.cuh>
+
+#include "harness.hpp"
+
+namespace kvcap_test {
+
+/// True when no GPU can run the device tests (no driver, no device): they are then skipped.
+inline bool no_gpu() {
+  static const bool none = [] {
+    int count = 0;
+    return cudaGetDeviceCount(&count) != cudaSuccess || count == 0;
+  }();
+  return none;
+}
+
+#define KVCAP_TEST_CUDA(call)                                   \
+  do {                                                          \
+    const cudaError_t kvcap_test_error_ = (call);               \
+    INFO(#call, ": ", cudaGetErrorString(kvcap_test_error_));   \
+    REQUIRE(kvcap_test_error_ == cudaSuccess);                  \
+  } while (0)
+
+/// A host image's storage in device memory (allocated through a counting resource), and
+/// the view over it with device pointers (block table and head indptr included).
+template <class T, layout Layout>
+struct device_image {
+  device::counting_resource* mr = nullptr;
+  T *k = nullptr, *v = nullptr;
+  token_meta* meta = nullptr;
+  std::int32_t* table = nullptr;
+  index_t* indptr = nullptr;
+  std::size_t elems = 0, metas = 0, tables = 0, indptrs = 0;
+  layer_view<T, Layout> view{};
+
+  device_image(device::counting_resource& resource, const host_image<T, Layout>& h) : mr(&resource) {
+    elems = h.k.size(), metas = h.meta.size(), tables = h.block_table.size(), indptrs = h.head_indptr.size();
+    KVCAP_TEST_CUDA(mr->allocate(&k, elems));
+    KVCAP_TEST_CUDA(mr->allocate(&v, elems));
+    KVCAP_TEST_CUDA(mr->allocate(&meta, metas));
+    if (tables) KVCAP_TEST_CUDA(mr->allocate(&table, tables));
+    if (indptrs) KVCAP_TEST_CUDA(mr->allocate(&indptr, indptrs));
+    upload(h);
+    view = h.view;
+    view.k = k, view.v = v, view.meta = meta;
+    if constexpr (requires { view.mapping.block_table; }) view.mapping.block_table = tables ? table : nullptr;
+    if constexpr (requires { view.mapping.head_indptr; }) view.mapping.head_indptr = indptrs ? indptr : nullptr;
+  }
+  device_image(const device_image&) = delete;
+  device_image& operator=(const device_image&) = delete;
+  ~device_image() {
+    (void)mr->deallocate(k, elems), (void)mr->deallocate(v, elems), (void)mr->deallocate(meta, metas);
+    (void)mr->deallocate(table, tables), (void)mr->deallocate(indptr, indptrs);
+  }
+
+  void upload(const host_image<T, Layout>& h) {
+    KVCAP_TEST_CUDA(cudaMemcpy(k, h.k.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
+    KVCAP_TEST_CUDA(cudaMemcpy(v, h.v.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
+    KVCAP_TEST_CUDA(cudaMemcpy(meta, h.meta.data(), metas * sizeof(token_meta), cudaMemcpyHostToDevice));
+    if (tables)
+      KVCAP_TEST_CUDA(cudaMemcpy(table, h.block_table.data(), tables * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+    if (indptrs)
+      KVCAP_TEST_CUDA(cudaMemcpy(indptr, h.head_indptr.data(), indptrs * sizeof(index_t), cudaMemcpyHostToDevice));
+  }
+  /// K, V and metadata back into `h` (whose arrangement must be the one uploaded).
+  void download(host_image<T, Layout>& h) const {
+    KVCAP_TEST_CUDA(cudaMemcpy(h.k.data(), k, elems * sizeof(T), cudaMemcpyDeviceToHost));
+    KVCAP_TEST_CUDA(cudaMemcpy(h.v.data(), v, elems * sizeof(T), cudaMemcpyDeviceToHost));
+    KVCAP_TEST_CUDA(cudaMemcpy(h.meta.data(), meta, metas * sizeof(token_meta), cudaMemcpyDeviceToHost));
+  }
+};
+
+/// A host image with the same arrangement (and contents) as `from`.
+template <class T, layout Layout>
+void clone(const host_image<T, Layout>& from, host_image<T, Layout>& to) {
+  to.k = from.k, to.v = from.v, to.meta = from.meta, to.block_table = from.block_table, to.head_indptr = from.head_indptr;
+  to.view = from.view;
+  to.bind();
+}
+
+/// First difference between two images' whole storage (every element, in use or not).
+template <class T, layout Layout>
+std::string compare_storage(const host_image<T, Layout>& x, const host_image<T, Layout>& y) {
+  if (std::memcmp(x.k.data(), y.k.data(), x.k.size() * sizeof(T)) != 0) return "k storage differs";
+  if (std::memcmp(x.v.data(), y.v.data(), x.v.size() * sizeof(T)) != 0) return "v storage differs";
+  for (std::size_t i = 0; i < x.meta.size(); ++i)
+    if (!(x.meta[i] == y.meta[i])) return "meta storage differs at " + std::to_string(i);
+  return {};
+}
+
+/// A device workspace of `bytes` (freed at scope exit).
+struct device_buffer {
+  device::counting_resource* mr;
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  device_buffer(device::counting_resource& resource, std::size_t n) : mr(&resource), bytes(n) {
+    KVCAP_TEST_CUDA(mr->allocate(&data, bytes > 0 ? bytes : 1));
+  }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  ~device_buffer() { (void)mr->deallocate(data, bytes > 0 ? bytes : 1); }
+};
+
+}  // namespace kvcap_test

@@ -1,0 +1,302 @@
+// tests/device/test_device_errors.cu — the device executor's error statuses leave the cache
+// unchanged; metadata checks found on the device; workspace size query, bound and "no
+// allocation"; streams; ties; determinism.
+
+#include <numeric>
+
+#include "device_harness.cuh"
+
+using namespace kvcap;
+using namespace kvcap_test;
+namespace dev = kvcap::device;
+
+namespace {
+
+/// A batch of `n` NHD half caches in device memory: capacity 40, 2 heads, dim 8, full,
+/// budget 16, logical index = slot, random keys.
+struct fixture {
+  dev::counting_resource mr;
+  std::vector<host_image<__half, layouts::nhd>> before;
+  std::vector<std::unique_ptr<device_image<__half, layouts::nhd>>> images;
+  std::vector<layer_view<__half, layouts::nhd>> views;
+  std::vector<index_t> budgets;
+  static constexpr index_t capacity = 40, heads = 2, dim = 8;
+
+  explicit fixture(index_t n, std::uint64_t seed = 7) : before(static_cast<std::size_t>(n)) {
+    rng r(seed);
+    for (auto& h : before) {
+      arrange(h, r, capacity, heads, dim);
+      for (index_t head = 0; head < heads; ++head)
+        for (index_t tok = 0; tok < capacity; ++tok) {
+          h.view.meta_at(tok, head) = structures::sequence{.length = capacity}.meta(tok);
+          for (index_t d = 0; d < dim; ++d) {
+            h.view.k[h.view.mapping(tok, head) + d] = __float2half(r.normal());
+            h.view.v[h.view.mapping(tok, head) + d] = __float2half(r.normal());
+          }
+        }
+      images.push_back(std::make_unique<device_image<__half, layouts::nhd>>(mr, h));
+      images.back()->view.length = capacity;
+      views.push_back(images.back()->view);
+      budgets.push_back(16);
+    }
+  }
+  dev::compress_batch<__half, layouts::nhd> batch() { return {views, budgets}; }
+  /// Device storage equals what was uploaded (or was last re-uploaded).
+  void require_unchanged() {
+    for (std::size_t i = 0; i < before.size(); ++i) {
+      host_image<__half, layouts::nhd> now;
+      clone(before[i], now);
+      images[i]->download(now);
+      REQUIRE(compare_storage(before[i], now) == "");
+    }
+  }
+  void reupload() {
+    for (std::size_t i = 0; i < before.size(); ++i) images[i]->upload(before[i]);
+  }
+};
+
+constexpr dev::compress_policies<scorers::key_norm> key_norm_policies{};
+
+dev::status run(fixture& f, dev::compress_batch<__half, layouts::nhd> b, std::size_t extra = 0) {
+  std::size_t bytes = 0;
+  auto sized = b;  // the size query needs a valid batch to say anything: use the fixture's
+  if (!dev::compress(nullptr, bytes, sized, key_norm_policies).ok()) bytes = 1 << 20;
+  device_buffer temp(f.mr, bytes + extra);
+  bytes += extra;
+  const dev::status s = dev::compress(temp.data, bytes, b, key_norm_policies);
+  KVCAP_TEST_CUDA(cudaDeviceSynchronize());
+  if (!s) return s;
+  return dev::read_status(temp.data);
+}
+
+}  // namespace
+
+TEST_CASE("invalid batches return a status and leave the cache unchanged" * doctest::skip(no_gpu())) {
+  const auto expect = [](fixture& f, dev::compress_batch<__half, layouts::nhd> b, dev::errc code, std::string argument,
+                         index_t at) {
+    const dev::status s = run(f, b);
+    CHECK(s.code == code);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == at);
+    f.require_unchanged();
+  };
+  {
+    fixture f(3);
+    f.budgets.pop_back();
+    expect(f, f.batch(), dev::errc::invalid_argument, "budgets.size()", -1);
+  }
+  {
+    fixture f(3);
+    f.budgets[2] = 0;
+    expect(f, f.batch(), dev::errc::invalid_argument, "budgets[]", 2);
+  }
+  {
+    fixture f(3);
+    f.views[1].length = fixture::capacity + 1;
+    expect(f, f.batch(), dev::errc::capacity_exceeded, "views[].length", 1);
+  }
+  {
+    fixture f(3);
+    f.views[0].meta = nullptr;
+    expect(f, f.batch(), dev::errc::invalid_argument, "views[].k, v, meta (non-null)", 0);
+  }
+  {
+    fixture f(2);
+    f.views[1].mapping.num_heads = 1;
+    expect(f, f.batch(), dev::errc::shape_mismatch, "views[].mapping.num_heads", 1);
+  }
+  {
+    fixture f(2);
+    f.views[1].mapping.head_dim = 4;
+    expect(f, f.batch(), dev::errc::shape_mismatch, "views[].mapping.head_dim", 1);
+  }
+  {
+    fixture f(2);
+    std::vector<index_t> head_lengths{40, 40, 41, 0};
+    auto b = f.batch();
+    b.head_lengths = head_lengths;
+    expect(f, b, dev::errc::capacity_exceeded, "head_lengths[]", 2);
+  }
+  {  // too small a workspace
+    fixture f(2);
+    std::size_t bytes = 0;
+    REQUIRE(dev::compress(nullptr, bytes, f.batch(), key_norm_policies).ok());
+    device_buffer temp(f.mr, bytes);
+    std::size_t short_bytes = bytes - 1;
+    const dev::status s = dev::compress(temp.data, short_bytes, f.batch(), key_norm_policies);
+    CHECK(s.code == dev::errc::workspace_too_small);
+    CHECK(s.expected == static_cast<index_t>(bytes));
+    KVCAP_TEST_CUDA(cudaDeviceSynchronize());
+    f.require_unchanged();
+  }
+}
+
+TEST_CASE("metadata errors are found on the device; nothing moves; the next call is clean" * doctest::skip(no_gpu())) {
+  fixture f(3);
+  {  // 17 protected tokens in (view 2, head 1), budget 16
+    for (index_t tok = 10; tok < 27; ++tok) f.before[2].view.meta_at(tok, 1).is_protected = true;
+    f.reupload();
+    std::vector<index_t> out(3, -1);
+    auto b = f.batch();
+    b.lengths_out = out;
+    const dev::status s = run(f, b);
+    CHECK(s.code == dev::errc::budget_below_protected);
+    CHECK(s.at == 5);
+    CHECK(s.expected == 17);
+    CHECK(s.received == 16);
+    f.require_unchanged();
+  }
+  {  // exactly the budget in protected tokens: fine, and they are all kept
+    f.before[2].view.meta_at(26, 1).is_protected = false;
+    f.reupload();
+    REQUIRE(run(f, f.batch()).ok());
+    host_image<__half, layouts::nhd> now;
+    clone(f.before[2], now);
+    f.images[2]->download(now);
+    for (index_t tok = 0; tok < 16; ++tok) CHECK(now.view.meta_at(tok, 1).index == 10 + tok);
+  }
+  {  // indices that go backwards in (view 1, head 0)
+    f.reupload();
+    f.before[1].view.meta_at(20, 0).index = 3;
+    f.reupload();
+    const dev::status s = run(f, f.batch());
+    CHECK(s.code == dev::errc::meta_out_of_order);
+    CHECK(s.at == 2);
+    CHECK(s.expected == 20);
+    CHECK(s.received == 3);
+    f.require_unchanged();
+    f.before[1].view.meta_at(20, 0).index = 20;
+    f.reupload();
+    CHECK(run(f, f.batch()).ok());
+  }
+}
+
+TEST_CASE("workspace: size query, declared bound, no allocation per call" * doctest::skip(no_gpu())) {
+  fixture f(4);
+  const dev::workspace_limits limits{.max_views = 4, .num_kv_heads = fixture::heads, .head_dim = fixture::dim,
+                                     .max_capacity = fixture::capacity};
+  const std::size_t bound = dev::workspace_bound<__half, layouts::nhd, scorers::key_norm>(limits);
+  std::size_t exact = 0;
+  REQUIRE(dev::compress(nullptr, exact, f.batch(), key_norm_policies).ok());
+  CHECK(exact <= bound);
+  device_buffer temp(f.mr, bound);
+  std::size_t bytes = bound;
+  REQUIRE(dev::compress(temp.data, bytes, f.batch(), key_norm_policies).ok());  // warm-up (module loading)
+  KVCAP_TEST_CUDA(cudaDeviceSynchronize());
+  f.reupload();
+  std::size_t free_before = 0, free_after = 0, total = 0;
+  KVCAP_TEST_CUDA(cudaMemGetInfo(&free_before, &total));
+  const std::size_t allocations = f.mr.allocations(), peak = f.mr.peak_bytes();
+  REQUIRE(dev::compress(temp.data, bytes, f.batch(), key_norm_policies).ok());
+  KVCAP_TEST_CUDA(cudaDeviceSynchronize());
+  KVCAP_TEST_CUDA(cudaMemGetInfo(&free_after, &total));
+  CHECK(free_after == free_before);
+  CHECK(f.mr.allocations() == allocations);
+  CHECK(f.mr.peak_bytes() == peak);
+  // The counting resource saw exactly the images and the workspace.
+  std::size_t expected_bytes = bound;
+  for (const auto& img : f.images) expected_bytes += 2 * img->elems * sizeof(__half) + img->metas * sizeof(token_meta);
+  CHECK(f.mr.current_bytes() == expected_bytes);
+}
+
+TEST_CASE("concurrent batches on two streams" * doctest::skip(no_gpu())) {
+  fixture a(3, 1), b(2, 2), a_ref(3, 1), b_ref(2, 2);
+  cudaStream_t s1, s2;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  std::size_t bytes_a = 0, bytes_b = 0;
+  REQUIRE(dev::compress(nullptr, bytes_a, a.batch(), key_norm_policies).ok());
+  REQUIRE(dev::compress(nullptr, bytes_b, b.batch(), key_norm_policies).ok());
+  device_buffer ta(a.mr, bytes_a), tb(b.mr, bytes_b);
+  REQUIRE(dev::compress(ta.data, bytes_a, a.batch(), key_norm_policies, s1).ok());
+  REQUIRE(dev::compress(tb.data, bytes_b, b.batch(), key_norm_policies, s2).ok());
+  REQUIRE(dev::read_status(ta.data, s1).ok());
+  REQUIRE(dev::read_status(tb.data, s2).ok());
+  // One at a time on the default stream gives the same bytes.
+  REQUIRE(run(a_ref, a_ref.batch()).ok());
+  REQUIRE(run(b_ref, b_ref.batch()).ok());
+  for (std::size_t i = 0; i < 3; ++i) {
+    host_image<__half, layouts::nhd> x, y;
+    clone(a.before[i], x), clone(a.before[i], y);
+    a.images[i]->download(x), a_ref.images[i]->download(y);
+    CHECK(compare_storage(x, y) == "");
+  }
+  for (std::size_t i = 0; i < 2; ++i) {
+    host_image<__half, layouts::nhd> x, y;
+    clone(b.before[i], x), clone(b.before[i], y);
+    b.images[i]->download(x), b_ref.images[i]->download(y);
+    CHECK(compare_storage(x, y) == "");
+  }
+  KVCAP_TEST_CUDA(cudaStreamDestroy(s1));
+  KVCAP_TEST_CUDA(cudaStreamDestroy(s2));
+}
+
+TEST_CASE("ties go to the smaller logical index; protected and sinks first" * doctest::skip(no_gpu())) {
+  // 3000 identical keys (every score ties), a few protected tokens late in the sequence.
+  dev::counting_resource mr;
+  constexpr index_t n = 3000, keep = 1000, heads = 3, dim = 16;
+  host_image<__half, layouts::paged_nhd> h;
+  rng r(3);
+  arrange(h, r, n, heads, dim);
+  for (index_t head = 0; head < heads; ++head)
+    for (index_t tok = 0; tok < n; ++tok) {
+      token_meta m = structures::sequence{.length = n}.meta(tok);
+      m.is_protected = tok % 1000 == 999;
+      h.view.meta_at(tok, head) = m;
+      for (index_t d = 0; d < dim; ++d) {
+        h.view.k[h.view.mapping(tok, head) + d] = __float2half(d % 2 ? -0.f : 0.f);  // all |k| = 0, ±0 mixed
+        h.view.v[h.view.mapping(tok, head) + d] = __float2half(static_cast<float>(tok));
+      }
+    }
+  device_image<__half, layouts::paged_nhd> img(mr, h);
+  img.view.length = n;
+  const std::vector<layer_view<__half, layouts::paged_nhd>> views{img.view};
+  const std::vector<index_t> budgets{keep};
+  const dev::compress_batch<__half, layouts::paged_nhd> batch{views, budgets};
+  const dev::compress_policies<scorers::key_norm> policies{};
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, batch, policies).ok());
+  device_buffer temp(mr, bytes);
+  REQUIRE(dev::compress(temp.data, bytes, batch, policies).ok());
+  REQUIRE(dev::read_status(temp.data).ok());
+  host_image<__half, layouts::paged_nhd> got;
+  clone(h, got);
+  img.download(got);
+  for (index_t head = 0; head < heads; ++head) {
+    // Kept: the 3 protected (999, 1999, 2999) and the 997 smallest indices, in order.
+    for (index_t tok = 0; tok < 997; ++tok) REQUIRE(got.view.meta_at(tok, head).index == tok);
+    CHECK(got.view.meta_at(997, head).index == 999);
+    CHECK(got.view.meta_at(998, head).index == 1999);
+    CHECK(got.view.meta_at(999, head).index == 2999);
+    CHECK(__half2float(got.view.v[got.view.mapping(998, head)]) == 1999.f);
+  }
+}
+
+TEST_CASE("the same call twice gives the same bytes" * doctest::skip(no_gpu())) {
+  fixture a(4, 9), b(4, 9);
+  REQUIRE(run(a, a.batch()).ok());
+  REQUIRE(run(b, b.batch()).ok());
+  for (std::size_t i = 0; i < 4; ++i) {
+    host_image<__half, layouts::nhd> x, y;
+    clone(a.before[i], x), clone(a.before[i], y);
+    a.images[i]->download(x), b.images[i]->download(y);
+    CHECK(compare_storage(x, y) == "");
+  }
+}
+
+TEST_CASE("nothing to compress: an empty batch and segments within budget" * doctest::skip(no_gpu())) {
+  fixture f(2);
+  dev::compress_batch<__half, layouts::nhd> empty{};
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, empty, key_norm_policies).ok());
+  device_buffer temp(f.mr, bytes);
+  REQUIRE(dev::compress(temp.data, bytes, empty, key_norm_policies).ok());
+  REQUIRE(dev::read_status(temp.data).ok());
+  f.budgets = {40, 100};
+  std::vector<index_t> out(2, -1);
+  auto b = f.batch();
+  b.lengths_out = out;
+  REQUIRE(run(f, b).ok());
+  CHECK(out == std::vector<index_t>{40, 40});
+  f.require_unchanged();
+}

@@ -1,0 +1,110 @@
+// tests/device/test_device_parity.cu — the device executor keeps exactly what the host
+// executor keeps: thousands of randomized ragged batches across layouts (contiguous NHD/HND,
+// shuffled page pools of random page size, padded per-head runs), element types, scorers
+// (single, structure-aware, composite, forced keep), budgets, chunk histories, value
+// distributions built for ties (small integers, duplicate rows, ±0, overflow to inf/NaN) and
+// protected tokens. The whole storage is compared after each call, so a stray write anywhere
+// (other heads, unused pages, gaps between heads, slots past the new length) fails too.
+
+#include "device_harness.cuh"
+
+using namespace kvcap;
+using namespace kvcap_test;
+namespace dev = kvcap::device;
+
+namespace {
+
+struct case_limits {
+  index_t max_heads = 4, max_requests = 5, max_budget = 40, max_chunk = 30;
+  std::vector<index_t> dims = {1, 2, 3, 4, 5, 8, 16, 32, 64, 128};
+};
+
+template <class T, class Layout, class Scorer>
+void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits) {
+  using Structure = structure_for<Scorer>;
+  dev::counting_resource mr;
+  const index_t heads = r.between(1, limits.max_heads), num_requests = r.between(1, limits.max_requests);
+  const index_t dim = limits.dims[static_cast<std::size_t>(r.between(0, static_cast<index_t>(limits.dims.size()) - 1))];
+  const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
+  std::vector<host_request<T, Layout, Scorer, Structure>> requests(static_cast<std::size_t>(num_requests));
+  std::vector<host_image<T, Layout>> before(requests.size()), expected(requests.size()), got(requests.size());
+  std::vector<std::unique_ptr<device_image<T, Layout>>> images;
+  std::vector<layer_view<T, Layout>> views;
+  std::vector<index_t> budgets, lengths_out(requests.size(), -1);
+  for (index_t i = 0; i < num_requests; ++i) {
+    auto& q = requests[i];
+    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk);
+    const auto& host_view = q.c->layer(0);
+    arrange(before[i], r, host_view.capacity(), heads, dim);
+    copy_tokens(host_view, before[i].view, std::vector<index_t>(static_cast<std::size_t>(heads), host_view.length));
+    images.push_back(std::make_unique<device_image<T, Layout>>(mr, before[i]));
+    images.back()->view.length = host_view.length;
+    views.push_back(images.back()->view);
+    budgets.push_back(q.budget);
+  }
+  dev::compress_batch<T, Layout> batch{views, budgets};
+  batch.lengths_out = lengths_out;
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, batch, policies, stream).ok());
+  device_buffer temp(mr, bytes);
+  const dev::status s = dev::compress(temp.data, bytes, batch, policies, stream);
+  INFO("status ", dev::to_string(s.code), " ", s.argument, " at ", s.at);
+  REQUIRE(s.ok());
+  REQUIRE(dev::read_status(temp.data, stream).ok());
+  for (index_t i = 0; i < num_requests; ++i) {
+    auto& q = requests[i];
+    q.c->compress(0);
+    const auto& host_view = q.c->layer(0);
+    clone(before[i], expected[i]);
+    copy_tokens(host_view, expected[i].view, std::vector<index_t>(static_cast<std::size_t>(heads), host_view.length));
+    clone(before[i], got[i]);
+    images[i]->download(got[i]);
+    INFO(layout_name<Layout>(), " request ", i, " of ", num_requests, ", dim ", dim, ", heads ", heads, ", budget ",
+         q.budget, ", mode ", static_cast<int>(q.mode));
+    REQUIRE(lengths_out[i] == host_view.length);
+    REQUIRE(compare_tokens(expected[i].view, got[i].view,
+                           std::vector<index_t>(static_cast<std::size_t>(heads), host_view.length)) == "");
+    REQUIRE(compare_storage(expected[i], got[i]) == "");
+  }
+}
+
+template <class T, class Layout, class... Scorers>
+void each_scorer(std::uint64_t seed, int cases, const case_limits& limits = {}) {
+  rng r(seed);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int c = 0; c < cases; ++c) (device_matches_host<T, Layout, Scorers>(r, stream, limits), ...);
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
+using blend_norms = scorers::blend<scorers::key_norm, scorers::value_norm>;
+
+}  // namespace
+
+// 10 scorers × 60 batches × 2 layouts + 4 scorers × 60 batches × 3 layouts = 1920 batches
+// (≈ 5800 requests, ≈ 15 000 (request, head) segments) in half precision.
+TEST_CASE_TEMPLATE("device keeps what the host keeps: every scorer" * doctest::skip(no_gpu()), Layout, layouts::nhd,
+                   layouts::paged_nhd) {
+  each_scorer<__half, Layout, scorers::key_norm, scorers::value_norm, scorers::recency, scorers::key_diff,
+              scorers::forced_keep<scorers::key_diff>, scorers::temporal_redundancy, scorers::spatial_redundancy,
+              scorers::pooled_value_norm, blend_norms, scorers::forced_keep<blend_norms>>(11, 60);
+}
+
+TEST_CASE_TEMPLATE("device keeps what the host keeps: every layout" * doctest::skip(no_gpu()), Layout, layouts::hnd,
+                   layouts::paged_hnd, layouts::varlen) {
+  each_scorer<__half, Layout, scorers::key_norm, scorers::key_diff, scorers::spatial_redundancy,
+              scorers::forced_keep<blend_norms>>(12, 60);
+}
+
+TEST_CASE_TEMPLATE("device keeps what the host keeps: float" * doctest::skip(no_gpu()), Layout, layouts::nhd,
+                   layouts::hnd, layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
+  each_scorer<float, Layout, scorers::key_diff, scorers::recency>(13, 60);
+}
+
+TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles" * doctest::skip(no_gpu()), Layout,
+                   layouts::nhd, layouts::paged_nhd) {
+  // Budgets up to 3000 and chunks up to 800: dozens of compaction tiles per segment, whose
+  // destinations overlap earlier tiles (the read-before-write hand-off between blocks).
+  each_scorer<__half, Layout, scorers::key_norm, scorers::recency, scorers::key_diff>(
+      14, 8, {.max_heads = 8, .max_requests = 4, .max_budget = 3000, .max_chunk = 800, .dims = {64, 128}});
+}
