@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../budgets/concept.hpp"
+#include "../budgets/head_adaptive.hpp"
 #include "../core/error.hpp"
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
@@ -63,6 +64,13 @@ class compressor {
  public:
   using element_type = T;
   using view_type = layer_view<T, Layout>;
+  /// Heads hold different token counts: a per-head variable-length layout (layouts::varlen),
+  /// repacked after every compress so that each head has max_chunk of room.
+  static constexpr bool per_head_lengths = requires(typename Layout::mapping m) { m.head_indptr; };
+  /// Heads share the layer's budget by score (budgets::head_adaptive).
+  static constexpr bool adaptive_heads = head_adaptive_budget<Budget>;
+  static_assert(!adaptive_heads || per_head_lengths,
+                "a head-adaptive budget frees memory only in a per-head variable-length layout (layouts::varlen)");
 
   struct policies {
     Scorer scorer{};
@@ -83,6 +91,10 @@ class compressor {
     workspace_carver w;
     carve(w, s, max_capacity);
     return w.bytes();
+  }
+  /// Bookkeeping a per-head layout adds to each layer's storage: head lengths and offsets.
+  static constexpr std::size_t per_head_bookkeeping_bytes(const compressor_shape& s) {
+    return per_head_lengths ? static_cast<std::size_t>(2 * s.num_kv_heads + 1) * sizeof(index_t) : 0;
   }
 
   /// Owning: storage and workspace come from `resource`.
@@ -106,21 +118,35 @@ class compressor {
   index_t num_layers() const { return shape_.num_layers; }
   index_t budget(index_t layer) const { return layers_[checked_layer(layer)].budget; }
   index_t capacity(index_t layer) const { return layers_[checked_layer(layer)].view.capacity(); }
+  /// Resident tokens of `layer` (with per-head lengths: of its fullest head).
   index_t length(index_t layer) const { return layers_[checked_layer(layer)].view.length; }
+  /// Resident tokens of one head of `layer`.
+  index_t length(index_t layer, index_t head) const {
+    detail::require(head >= 0 && head < shape_.num_kv_heads, "head", detail::lazy("in [0, ", shape_.num_kv_heads, ")"),
+                    head);
+    return head_length(layers_[checked_layer(layer)], head);
+  }
   /// Logical tokens appended to `layer` so far: the index the next chunk continues from.
   index_t logical_length(index_t layer) const { return layers_[checked_layer(layer)].next_index; }
   /// The cache of `layer` as the engine attends over it.
   const view_type& layer(index_t layer) const { return layers_[checked_layer(layer)].view; }
 
   memory_stats memory() const {
-    return {storage_bytes_, workspace_bytes_, resident_tokens_ * static_cast<std::size_t>(slot_bytes(shape_)),
-            peak_resident_tokens_ * static_cast<std::size_t>(slot_bytes(shape_))};
+    const auto head_slot = static_cast<std::size_t>(slot_bytes(shape_) / shape_.num_kv_heads);
+    return {storage_bytes_, workspace_bytes_, resident_slots_ * head_slot, peak_resident_slots_ * head_slot};
   }
 
   /// Forget every layer's tokens (a new prompt). Keeps all storage.
   void reset() {
-    for (auto& l : layers_) l.view.length = 0, l.next_index = 0, l.last_t = 0, l.num_protected = 0;
-    resident_tokens_ = 0;
+    for (auto& l : layers_) {
+      l.view.length = 0, l.next_index = 0, l.last_t = 0, l.num_protected = 0;
+      if constexpr (per_head_lengths)
+        for (index_t head = 0; head <= shape_.num_kv_heads; ++head) {
+          if (head < shape_.num_kv_heads) l.head_len[head] = 0;
+          l.head_indptr[head] = head * l.view.mapping.capacity;
+        }
+    }
+    resident_slots_ = 0;
   }
 
   /// Append a chunk's keys, values (any order, shape (tokens, kv_heads, head_dim)) and its
@@ -131,17 +157,20 @@ class compressor {
     validate_chunk(l, k, v, meta);
     auto& view = l.view;
     const index_t n = k.num_tokens, d = shape_.head_dim;
-    for (index_t head = 0; head < shape_.num_kv_heads; ++head)
+    for (index_t head = 0; head < shape_.num_kv_heads; ++head) {
+      const index_t at = head_length(l, head);
       for (index_t tok = 0; tok < n; ++tok) {
-        std::memcpy(view.k + view.mapping(view.length + tok, head), k.data + k.offset(tok, head), d * sizeof(T));
-        std::memcpy(view.v + view.mapping(view.length + tok, head), v.data + v.offset(tok, head), d * sizeof(T));
-        view.meta_at(view.length + tok, head) = meta[tok];
+        std::memcpy(view.k + view.mapping(at + tok, head), k.data + k.offset(tok, head), d * sizeof(T));
+        std::memcpy(view.v + view.mapping(at + tok, head), v.data + v.offset(tok, head), d * sizeof(T));
+        view.meta_at(at + tok, head) = meta[tok];
       }
+      if constexpr (per_head_lengths) l.head_len[head] += n;
+    }
     for (const token_meta& m : meta) l.num_protected += m.is_protected;
     if (n > 0) l.next_index = meta.back().index + 1, l.last_t = meta.back().position.t;
     view.length += n;
-    resident_tokens_ += static_cast<std::size_t>(n);
-    peak_resident_tokens_ = std::max(peak_resident_tokens_, resident_tokens_);
+    resident_slots_ += static_cast<std::size_t>(n * shape_.num_kv_heads);
+    peak_resident_slots_ = std::max(peak_resident_slots_, resident_slots_);
   }
 
   /// Compress `layer` back to at most its budget. `window` (shape (w, q_heads, head_dim),
@@ -160,14 +189,28 @@ class compressor {
     detail::require(tokens >= l.num_protected && tokens <= l.budget, "tokens",
                     detail::lazy("in [protected resident = ", l.num_protected, ", budget = ", l.budget, "]"), tokens);
     validate_window(l, window, window_is_chunk_tail);
-    const index_t n = l.view.length;
-    if (n <= tokens) return;
-    for (index_t head = 0; head < shape_.num_kv_heads; ++head)
-      compress_head(l, head, tokens, window, window_is_chunk_tail);
-    l.view.length = tokens;
-    resident_tokens_ -= static_cast<std::size_t>(n - tokens);
+    const std::size_t before = resident_slots(l);
+    if constexpr (adaptive_heads) {
+      if (before <= static_cast<std::size_t>(tokens * shape_.num_kv_heads)) return;
+      compress_heads_jointly(l, tokens, window, window_is_chunk_tail);
+    } else {
+      if (l.view.length <= tokens) return;
+      for (index_t head = 0; head < shape_.num_kv_heads; ++head) {
+        const index_t n = head_length(l, head), keep = std::min(n, tokens);
+        if (n > keep) {
+          score_head(l, head, window, window_is_chunk_tail, ws_.scores);
+          select_head(l.view, head, n, keep, ws_.scores, ws_.order, ws_.keep);
+          reduce_and_compact(l, head, ws_.keep);
+        }
+        if constexpr (per_head_lengths) l.head_len[head] = keep;
+      }
+      l.view.length = tokens;
+    }
+    if constexpr (per_head_lengths) repack(l);
+    resident_slots_ -= before - resident_slots(l);
     // The invariant every engine relies on; cannot fail unless kvcap itself is wrong.
-    if (l.view.length > l.budget) throw std::logic_error("kvcap: compress left more than the budget");
+    if (resident_slots(l) > static_cast<std::size_t>(l.budget * shape_.num_kv_heads) || l.view.length > l.budget * shape_.num_kv_heads)
+      throw std::logic_error("kvcap: compress left more than the budget");
   }
 
  private:
@@ -178,13 +221,27 @@ class compressor {
     std::int32_t last_t = 0;    // temporal position of the last appended token
     index_t num_protected = 0;  // protected tokens resident (the same in every head)
     bool owned = false;
+    index_t* head_len = nullptr;     // (head), per-head lengths only
+    index_t* head_indptr = nullptr;  // (head + 1), per-head lengths only: first slot of each head
   };
+
+  index_t head_length(const layer_state& l, index_t head) const {
+    if constexpr (per_head_lengths) return l.head_len[head];
+    else return l.view.length;
+  }
+  std::size_t resident_slots(const layer_state& l) const {
+    std::size_t slots = 0;
+    for (index_t head = 0; head < shape_.num_kv_heads; ++head) slots += static_cast<std::size_t>(head_length(l, head));
+    return slots;
+  }
   static constexpr index_t num_components = num_components_v<Scorer>;
 
   struct workspace {
-    float* scores = nullptr;          // (tok)
-    std::int32_t* order = nullptr;    // (tok)
-    std::uint8_t* keep = nullptr;     // (tok)
+    float* scores = nullptr;          // (tok), or (head, tok) packed for head-adaptive budgets
+    std::int32_t* order = nullptr;    // (tok), or (head, tok) packed
+    std::uint8_t* keep = nullptr;     // (tok), or (head, tok) packed
+    index_t* head_offset = nullptr;   // (head + 1), head-adaptive budgets only
+    index_t* repack_begin = nullptr;  // (head), per-head lengths only
     float* mean_unit_key = nullptr;   // (dim)
     float* components = nullptr;      // (component, tok), composite scorers only
     window_mass_workspace window{};   // window scorers only
@@ -193,9 +250,12 @@ class compressor {
   template <class Carver>
   static workspace carve(Carver& w, const compressor_shape& s, index_t max_capacity) {
     workspace ws;
-    ws.scores = w.template take<float>(max_capacity);
-    ws.order = w.template take<std::int32_t>(max_capacity);
-    ws.keep = w.template take<std::uint8_t>(max_capacity);
+    const index_t select_slots = adaptive_heads ? s.num_kv_heads * max_capacity : max_capacity;
+    ws.scores = w.template take<float>(select_slots);
+    ws.order = w.template take<std::int32_t>(select_slots);
+    ws.keep = w.template take<std::uint8_t>(select_slots);
+    if constexpr (adaptive_heads) ws.head_offset = w.template take<index_t>(s.num_kv_heads + 1);
+    if constexpr (per_head_lengths) ws.repack_begin = w.template take<index_t>(s.num_kv_heads);
     ws.mean_unit_key = w.template take<float>(s.head_dim);
     if constexpr (num_components > 0) ws.components = w.template take<float>(num_components * max_capacity);
     if constexpr (Scorer::inputs.window_mass)
@@ -242,11 +302,28 @@ class compressor {
           const auto elems = static_cast<std::size_t>(l.view.mapping.required_span_size());
           const auto metas = static_cast<std::size_t>(capacity * shape.num_kv_heads);
           l.owned = true;
+          if constexpr (per_head_lengths) {
+            l.head_len = static_cast<index_t*>(resource_->allocate(shape.num_kv_heads * sizeof(index_t), alignof(index_t)));
+            l.head_indptr = static_cast<index_t*>(
+                resource_->allocate((shape.num_kv_heads + 1) * sizeof(index_t), alignof(index_t)));
+            storage_bytes_ += per_head_bookkeeping_bytes(shape);
+            for (index_t head = 0; head <= shape.num_kv_heads; ++head) {
+              if (head < shape.num_kv_heads) l.head_len[head] = 0;
+              l.head_indptr[head] = head * capacity;
+            }
+            l.view.mapping.head_indptr = l.head_indptr;
+            l.view.mapping.num_slots = capacity * shape.num_kv_heads;
+            l.view.mapping.packed_meta = true;
+            l.view.head_lengths = l.head_len;
+          }
           l.view.k = static_cast<T*>(resource_->allocate(elems * sizeof(T), alignof(T)));
           l.view.v = static_cast<T*>(resource_->allocate(elems * sizeof(T), alignof(T)));
           l.view.meta = static_cast<token_meta*>(resource_->allocate(metas * sizeof(token_meta), alignof(token_meta)));
           storage_bytes_ += 2 * elems * sizeof(T) + metas * sizeof(token_meta);
         } else {
+          if constexpr (per_head_lengths)
+            detail::require(false, "engine_layers", "none: a per-head layout is repacked, use the owning constructor",
+                            "engine buffers");
           const view_type& e = engine_layers[layer];
           detail::require(e.k != nullptr && e.v != nullptr && e.meta != nullptr, "engine_layers[layer]",
                           "non-null k, v and meta", "a null pointer");
@@ -277,8 +354,12 @@ class compressor {
       if (l.view.k) resource_->deallocate(l.view.k, elems * sizeof(T), alignof(T));
       if (l.view.v) resource_->deallocate(l.view.v, elems * sizeof(T), alignof(T));
       if (l.view.meta) resource_->deallocate(l.view.meta, metas * sizeof(token_meta), alignof(token_meta));
+      if (l.head_len) resource_->deallocate(l.head_len, shape_.num_kv_heads * sizeof(index_t), alignof(index_t));
+      if (l.head_indptr)
+        resource_->deallocate(l.head_indptr, (shape_.num_kv_heads + 1) * sizeof(index_t), alignof(index_t));
       l.view.k = l.view.v = nullptr;
       l.view.meta = nullptr;
+      l.head_len = l.head_indptr = nullptr;
     }
     if (workspace_memory_) resource_->deallocate(workspace_memory_, workspace_bytes_, workspace_alignment);
     workspace_memory_ = nullptr;
@@ -304,7 +385,12 @@ class compressor {
     require(n == 0 || (k.data != nullptr && v.data != nullptr), "k.data, v.data", "non-null", "nullptr");
     // Against the declared capacity, not the view's: an engine's buffer may be larger, but
     // the workspace and the peak formula are sized for budget + max_chunk.
-    const index_t room = l.budget + shape_.max_chunk - l.view.length;
+    index_t room = l.budget + shape_.max_chunk - l.view.length;
+    if constexpr (per_head_lengths) {  // each head has its own room in the packed storage
+      room = l.head_indptr[1] - l.head_indptr[0] - l.head_len[0];
+      for (index_t head = 1; head < shape_.num_kv_heads; ++head)
+        room = std::min(room, l.head_indptr[head + 1] - l.head_indptr[head] - l.head_len[head]);
+    }
     require(n <= room, "k.num_tokens",
             lazy("<= capacity - resident = ", room, " (budget ", l.budget, " + max_chunk ", shape_.max_chunk,
                    " - resident ", l.view.length, "); compress before appending again"),
@@ -356,7 +442,7 @@ class compressor {
   }
 
   void compute_mean_unit_key(const view_type& view, index_t head) {
-    const index_t n = view.length, d = shape_.head_dim;
+    const index_t n = view.length_of(head), d = shape_.head_dim;
     std::fill_n(ws_.mean_unit_key, d, 0.f);
     for (index_t tok = 0; tok < n; ++tok) {
       const auto k = view.key(tok, head);
@@ -367,16 +453,17 @@ class compressor {
     for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] /= static_cast<float>(n);
   }
 
-  /// Scores of every resident token of `head` into ws_.scores.
-  void score_head(const layer_state& l, index_t head, const kv_tensor<const T>& window, bool chunk_tail) {
+  /// Scores of every resident token of `head` into `scores` (tok).
+  void score_head(const layer_state& l, index_t head, const kv_tensor<const T>& window, bool chunk_tail,
+                  float* scores) {
     const view_type& view = l.view;
-    const index_t n = view.length;
+    const index_t n = head_length(l, head);
     if constexpr (Scorer::inputs.mean_unit_key) compute_mean_unit_key(view, head);
     if constexpr (Scorer::inputs.window_mass) window_mass(view, head, window, chunk_tail, ws_.window);
     const score_context<T, Layout, Structure> ctx{
         {&view, &policies_.structure, head}, l.next_index, ws_.mean_unit_key, ws_.window.mass};
     if constexpr (num_components == 0) {
-      for (index_t tok = 0; tok < n; ++tok) ws_.scores[tok] = sanitize_score(policies_.scorer.score(ctx, tok));
+      for (index_t tok = 0; tok < n; ++tok) scores[tok] = sanitize_score(policies_.scorer.score(ctx, tok));
     } else {
       // Composite: every component for every token, then z-scores per component.
       float mean[num_components], inv_std[num_components];
@@ -394,32 +481,35 @@ class compressor {
       float z[num_components];
       for (index_t tok = 0; tok < n; ++tok) {
         for (index_t c = 0; c < num_components; ++c) z[c] = (ws_.components[c * n + tok] - mean[c]) * inv_std[c];
-        ws_.scores[tok] = sanitize_score(policies_.scorer.combine(ctx, tok, z));
+        scores[tok] = sanitize_score(policies_.scorer.combine(ctx, tok, z));
       }
     }
   }
 
-  void compress_head(layer_state& l, index_t head, index_t keep, const kv_tensor<const T>& window, bool chunk_tail) {
-    const view_type& view = l.view;
-    const index_t n = view.length, d = shape_.head_dim;
-    score_head(l, head, window, chunk_tail);
-    for (index_t tok = 0; tok < n; ++tok) ws_.order[tok] = static_cast<std::int32_t>(tok);
+  /// keep[tok] = 1 for the `keep` best of the head's `n` tokens (kvcap::ranks_before).
+  static void select_head(const view_type& view, index_t head, index_t n, index_t keep, const float* scores,
+                          std::int32_t* order, std::uint8_t* keep_flags) {
+    for (index_t tok = 0; tok < n; ++tok) order[tok] = static_cast<std::int32_t>(tok);
     const auto rank = [&](std::int32_t tok) {
       const token_meta& m = view.meta_at(tok, head);
-      return rank_key{ws_.scores[tok], m.index, m.is_protected};
+      return rank_key{scores[tok], m.index, m.is_protected};
     };
-    std::nth_element(ws_.order, ws_.order + keep, ws_.order + n,
+    std::nth_element(order, order + keep, order + n,
                      [&](std::int32_t a, std::int32_t b) { return ranks_before(rank(a), rank(b)); });
-    std::fill_n(ws_.keep, n, std::uint8_t{0});
-    for (index_t i = 0; i < keep; ++i) ws_.keep[ws_.order[i]] = 1;
+    std::fill_n(keep_flags, n, std::uint8_t{0});
+    for (index_t i = 0; i < keep; ++i) keep_flags[order[i]] = 1;
+  }
 
-    reduce_context<T, Layout, Structure> rctx{{&view, &policies_.structure, head}, ws_.keep};
+  /// The reducer's turn, then stable in-place compaction of the kept slots of `head`
+  /// (they move only toward the front, so no slot is overwritten before it is read).
+  void reduce_and_compact(const layer_state& l, index_t head, const std::uint8_t* keep_flags) {
+    const view_type& view = l.view;
+    const index_t n = head_length(l, head), d = shape_.head_dim;
+    reduce_context<T, Layout, Structure> rctx{{&view, &policies_.structure, head}, keep_flags};
     policies_.reducer.reduce(rctx);
-
-    // Stable in-place compaction: kept slots move only toward the front.
     index_t dst = 0;
     for (index_t tok = 0; tok < n; ++tok) {
-      if (!ws_.keep[tok]) continue;
+      if (!keep_flags[tok]) continue;
       if (dst != tok) {
         std::memcpy(view.k + view.mapping(dst, head), view.k + view.mapping(tok, head), d * sizeof(T));
         std::memcpy(view.v + view.mapping(dst, head), view.v + view.mapping(tok, head), d * sizeof(T));
@@ -429,6 +519,75 @@ class compressor {
     }
   }
 
+  /// Head-adaptive budgets: the layer keeps `tokens` · kv_heads tokens in all. Each head
+  /// first keeps its best min(resident, floor); the rest go to the best remaining tokens of
+  /// any head, compared by rank and then by head (budgets/head_adaptive.hpp).
+  void compress_heads_jointly(layer_state& l, index_t tokens, const kv_tensor<const T>& window, bool chunk_tail) {
+    const index_t heads = shape_.num_kv_heads;
+    index_t* off = ws_.head_offset;
+    off[0] = 0;
+    for (index_t head = 0; head < heads; ++head) off[head + 1] = off[head] + head_length(l, head);
+    const index_t total = off[heads], budget_total = tokens * heads;
+    const index_t floor = std::min(tokens, policies_.budget.head_floor());
+    index_t kept = 0;
+    for (index_t head = 0; head < heads; ++head) {
+      const index_t n = off[head + 1] - off[head];
+      score_head(l, head, window, chunk_tail, ws_.scores + off[head]);
+      select_head(l.view, head, n, std::min(n, floor), ws_.scores + off[head], ws_.order + off[head],
+                  ws_.keep + off[head]);
+      kept += std::min(n, floor);
+    }
+    // The remaining budget to the best of what is left, across heads (flat index p = off[head] + tok).
+    const auto head_of = [&](index_t p) { return static_cast<index_t>(std::upper_bound(off, off + heads + 1, p) - off) - 1; };
+    const auto rank = [&](std::int32_t p) {
+      const index_t head = head_of(p);
+      const token_meta& m = l.view.meta_at(p - off[head], head);
+      return rank_key{ws_.scores[p], m.index, m.is_protected};
+    };
+    index_t candidates = 0;
+    for (index_t p = 0; p < total; ++p)
+      if (!ws_.keep[p]) ws_.order[candidates++] = static_cast<std::int32_t>(p);
+    const index_t extra = std::min(candidates, budget_total - kept);
+    std::nth_element(ws_.order, ws_.order + extra, ws_.order + candidates, [&](std::int32_t a, std::int32_t b) {
+      const rank_key ra = rank(a), rb = rank(b);
+      return ranks_before(ra, rb) || (!ranks_before(rb, ra) && a < b);
+    });
+    for (index_t i = 0; i < extra; ++i) ws_.keep[ws_.order[i]] = 1;
+    index_t longest = 0;
+    for (index_t head = 0; head < heads; ++head) {
+      const index_t n = off[head + 1] - off[head];
+      reduce_and_compact(l, head, ws_.keep + off[head]);
+      l.head_len[head] = static_cast<index_t>(std::count(ws_.keep + off[head], ws_.keep + off[head] + n, 1));
+      longest = std::max(longest, l.head_len[head]);
+    }
+    l.view.length = longest;
+  }
+
+  /// Packs the heads of a per-head layout back to back, each followed by max_chunk free
+  /// slots (the last head gets what remains). Heads moving toward the front go first in
+  /// ascending order, then heads moving back in descending order: no head's tokens are
+  /// overwritten before they are moved.
+  void repack(layer_state& l) {
+    const index_t heads = shape_.num_kv_heads, d = shape_.head_dim;
+    index_t* new_begin = ws_.repack_begin;
+    index_t at = 0;
+    for (index_t head = 0; head < heads; ++head) new_begin[head] = at, at += l.head_len[head] + shape_.max_chunk;
+    const auto move = [&](index_t head) {
+      const index_t from = l.head_indptr[head], to = new_begin[head], n = l.head_len[head];
+      if (from == to || n == 0) return;
+      std::memmove(l.view.k + to * d, l.view.k + from * d, n * d * sizeof(T));
+      std::memmove(l.view.v + to * d, l.view.v + from * d, n * d * sizeof(T));
+      std::memmove(l.view.meta + to, l.view.meta + from, n * sizeof(token_meta));
+    };
+    for (index_t head = 0; head < heads; ++head)
+      if (new_begin[head] < l.head_indptr[head]) move(head);
+    for (index_t head = heads - 1; head >= 0; --head)
+      if (new_begin[head] > l.head_indptr[head]) move(head);
+    for (index_t head = 0; head < heads; ++head) l.head_indptr[head] = new_begin[head];
+    l.head_indptr[heads] = l.view.mapping.num_slots;
+    l.view.length = *std::max_element(l.head_len, l.head_len + heads);
+  }
+
   compressor_shape shape_;
   policies policies_;
   std::pmr::memory_resource* resource_;
@@ -436,7 +595,7 @@ class compressor {
   void* workspace_memory_ = nullptr;
   workspace ws_{};
   std::size_t storage_bytes_ = 0, workspace_bytes_ = 0;
-  std::size_t resident_tokens_ = 0, peak_resident_tokens_ = 0;
+  std::size_t resident_slots_ = 0, peak_resident_slots_ = 0;  // (head, token) slots of all layers
 };
 
 }  // namespace kvcap::host

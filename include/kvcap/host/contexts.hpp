@@ -18,7 +18,7 @@ struct head_access {
   const Structure* structure;
   index_t head_;
 
-  index_t num_tokens() const { return view->length; }
+  index_t num_tokens() const { return view->length_of(head_); }
   index_t head() const { return head_; }
   index_t head_dim() const { return view->mapping.head_dim; }
   vector_ref<T> key(index_t tok) const { return view->key(tok, head_); }
@@ -28,13 +28,13 @@ struct head_access {
   /// Slot of the resident token with logical index `index`: resident tokens are in
   /// ascending index order, so a binary search finds it.
   bool find(std::int64_t index, index_t& slot) const {
-    index_t lo = 0, hi = view->length;
+    index_t lo = 0, hi = view->length_of(head_);
     while (lo < hi) {
       const index_t mid = lo + (hi - lo) / 2;
       if (meta(mid).index < index) lo = mid + 1;
       else hi = mid;
     }
-    if (lo == view->length || meta(lo).index != index) return false;
+    if (lo == view->length_of(head_) || meta(lo).index != index) return false;
     slot = lo;
     return true;
   }

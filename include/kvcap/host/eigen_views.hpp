@@ -21,8 +21,10 @@ using head_map = Eigen::Map<std::conditional_t<std::is_const_v<T>, const row_mat
 /// Keys (or values, with `values = true`) of `head`, slots [0, length): (tok, dim).
 template <class T, layout Layout>
 head_map<const T> head_rows(const layer_view<T, Layout>& view, index_t head, bool values = false) {
+  if constexpr (requires { Layout::is_always_strided; })
+    static_assert(Layout::is_always_strided, "a head of a paged cache is not one strided matrix: gather it");
   const T* base = (values ? view.v : view.k) + view.mapping(0, head);
-  return {base, view.length, view.mapping.head_dim, Eigen::OuterStride<>(view.mapping.token_stride())};
+  return {base, view.length_of(head), view.mapping.head_dim, Eigen::OuterStride<>(view.mapping.token_stride())};
 }
 
 /// Rows of `head` of a chunk tensor: (tok, dim).

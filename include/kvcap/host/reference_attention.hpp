@@ -24,12 +24,12 @@ using attention_scratch = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, E
 template <class T, layout Layout, class Scratch = attention_scratch>
 void reference_attention(const layer_view<T, Layout>& view, const kv_tensor<const T>& q, bool causal,
                          Scratch& scratch, float* out) {
-  const index_t n = q.num_tokens, len = view.length, d = q.head_dim;
+  const index_t n = q.num_tokens, d = q.head_dim;
   const index_t group = q.num_heads / view.mapping.num_heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
-  scratch.resize(n, len);
   for (index_t qh = 0; qh < q.num_heads; ++qh) {
-    const index_t kvh = qh / group;
+    const index_t kvh = qh / group, len = view.length_of(kvh);
+    scratch.resize(n, len);
     const auto keys = head_rows(view, kvh, false);
     const auto values = head_rows(view, kvh, true);
     const auto queries = head_rows(q, qh);

@@ -49,7 +49,7 @@ template <class T, layout Layout>
 void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tensor<const T>& window, bool causal,
                  const window_mass_workspace& ws) {
   using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const index_t n = view.length, d = view.mapping.head_dim, w = window.num_tokens;
+  const index_t n = view.length_of(head), d = view.mapping.head_dim, w = window.num_tokens;
   const index_t group = window.num_heads / view.mapping.num_heads, rows = w * group;
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
 

@@ -29,6 +29,7 @@ struct varlen {
     index_t capacity = 0, num_heads = 0, head_dim = 0;
     const index_t* head_indptr = nullptr;  ///< (num_heads + 1) first slot of each head; nullptr: h · capacity
     index_t num_slots = 0;                 ///< slots of the packed storage; 0: capacity · num_heads
+    bool packed_meta = false;              ///< metadata packed like K and V instead of (head, capacity)
 
     KVCAP_HOST_DEVICE constexpr index_t head_begin(index_t head) const {
       return head_indptr != nullptr ? head_indptr[head] : head * capacity;
@@ -42,6 +43,10 @@ struct varlen {
       return (head_begin(head) + tok) * head_dim;
     }
     KVCAP_HOST_DEVICE constexpr index_t token_stride() const { return head_dim; }
+    /// Index of (tok, head)'s metadata record.
+    KVCAP_HOST_DEVICE constexpr index_t meta_slot(index_t tok, index_t head) const {
+      return packed_meta ? head_begin(head) + tok : head * capacity + tok;
+    }
     KVCAP_HOST_DEVICE constexpr index_t required_span_size() const {
       return (num_slots > 0 ? num_slots : capacity * num_heads) * head_dim;
     }
