@@ -35,7 +35,9 @@ template <class T, layout Layout>
 struct compress_batch {
   std::span<const layer_view<T, Layout>> views;  ///< (views) caches; `length` = resident tokens of every head
   std::span<const index_t> budgets;              ///< (views) tokens each head keeps; unused with head_budgets
-  std::span<const index_t> head_lengths = {};    ///< (views · kv_heads) optional per-head resident tokens
+  /// (views · kv_heads) optional per-head resident tokens. The device executor reads per-head
+  /// lengths only from here (a view's own head_lengths pointer, if any, must then be null).
+  std::span<const index_t> head_lengths = {};
   std::span<const index_t> head_budgets = {};    ///< (views · kv_heads) optional per-head budgets
   std::span<index_t> lengths_out = {};           ///< (views) optional: each view's longest head afterwards
   std::span<index_t> head_lengths_out = {};      ///< (views · kv_heads) optional: each head's tokens afterwards
@@ -239,6 +241,10 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
       return status::failure(errc::capacity_exceeded, "views[].mapping.capacity", view, max_segment_slots - 1,
                              v.mapping.capacity);
     if (const status s = detail::check_mapping(v.mapping, view); !s) return s;
+    if constexpr (requires { v.head_lengths; })  // a view's own per-head lengths are not read here
+      if (v.head_lengths != nullptr && !p.head_lengths)
+        return status::failure(errc::invalid_argument, "views[].head_lengths (pass them as batch.head_lengths)", view,
+                               0, 1);
     if (!p.head_lengths && (v.length < 0 || v.length > v.mapping.capacity))
       return status::failure(errc::capacity_exceeded, "views[].length", view, v.mapping.capacity, v.length);
     if (!p.head_budgets && batch.budgets[view] <= 0)
