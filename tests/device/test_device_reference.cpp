@@ -261,6 +261,12 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
     CHECK(s.code == dev::errc::invalid_argument);
     CHECK(std::string(s.argument) == "views[].mapping.page_size");
   }
+  if constexpr (requires { layer_view<float, layouts::nhd>{}.head_lengths; }) {  // per-head lengths on the view
+    small_batch sb(2);
+    const index_t lengths[2] = {10, 9};
+    sb.views[1].head_lengths = lengths;
+    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "views[].head_lengths (pass them as batch.head_lengths)", 1);
+  }
   {  // a workspace below the size query's answer
     small_batch sb(2);
     std::size_t bytes = 0;
