@@ -119,6 +119,7 @@ void arrange(host_image<T, Layout>& img, rng& r, index_t capacity, index_t heads
     }
     img.head_indptr[heads] = at;
     m.num_slots = at;
+    if constexpr (requires { m.packed_meta; }) m.packed_meta = r.chance(0.5);  // metadata packed like K and V
   }
   const auto elems = static_cast<std::size_t>(m.required_span_size());
   // Fill with a recognisable pattern so stray writes show.
@@ -126,7 +127,10 @@ void arrange(host_image<T, Layout>& img, rng& r, index_t capacity, index_t heads
   img.v.assign(elems, static_cast<T>(-7.f));
   token_meta junk{};
   junk.index = -99;
-  img.meta.assign(static_cast<std::size_t>(m.capacity * heads), junk);
+  index_t metas = m.capacity * heads;
+  if constexpr (requires { m.packed_meta; })
+    if (m.packed_meta) metas = m.num_slots;
+  img.meta.assign(static_cast<std::size_t>(metas), junk);
   img.bind();
   // head_indptr rooms may differ from the first head_indptr's; the varlen rooms above exceed
   // `capacity`, so every head can hold the tokens copied into it.

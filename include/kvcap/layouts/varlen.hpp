@@ -4,16 +4,15 @@
 //
 // Storage is (slots, dim): head h's slots are [head_indptr[h], head_indptr[h + 1]) and its
 // token `tok` is slot head_indptr[h] + tok (the ragged "indptr" convention of FlashInfer,
-// here over heads). `capacity` is the room of the largest head: token metadata stays
-// (head, capacity) like every layout's (it is 40 bytes a slot against 2 · dim · sizeof(T) of
-// K and V, so only K and V are packed), and a head's room is
-// head_indptr[h + 1] − head_indptr[h] ≤ capacity. Without head_indptr every head has room
-// `capacity` and head h starts at h · capacity: the HND layout.
+// here over heads). `capacity` is the room of the largest head, and a head's room is
+// head_indptr[h + 1] − head_indptr[h] ≤ capacity. Token metadata is (head, capacity) like
+// every layout's, or, with `packed_meta`, packed like K and V (record head_indptr[h] + tok;
+// layer_view::meta_at asks the mapping through meta_slot). Without head_indptr every head
+// has room `capacity` and head h starts at h · capacity: the HND layout.
 //
-// Executors that keep one length for all heads (the host executor) need every head's room to
-// be at least that length; the device executor also takes per-head lengths and budgets.
-// head_indptr is read through the mapping: host memory for the host executor, device memory
-// for the device executor.
+// Per-head lengths live outside the mapping: layer_view::head_lengths for the host executor,
+// compress_batch::head_lengths for the device executor. head_indptr is read through the
+// mapping: host memory for the host executor, device memory for the device executor.
 
 #include "../core/config.hpp"
 #include "concept.hpp"
