@@ -17,6 +17,7 @@
 
 #include "../core/layer_view.hpp"
 #include "../core/ranking.hpp"
+#include "../core/slot_lookup.hpp"
 #include "../scorers/concept.hpp"
 #include "../structures/concept.hpp"
 #include "rank_bits.cuh"
@@ -43,21 +44,8 @@ struct segment_score_context {
   KVCAP_HOST_DEVICE const token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
   KVCAP_HOST_DEVICE vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, head_dim()}; }
 
-  /// Slot of the resident token with logical index `index` (binary search).
-  KVCAP_HOST_DEVICE bool find(std::int64_t index, index_t& slot) const {
-    index_t lo = 0, hi = length_;
-    while (lo < hi) {
-      const index_t mid = lo + (hi - lo) / 2;
-      if (meta(mid).index < index) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo == length_ || meta(lo).index != index) return false;
-    slot = lo;
-    return true;
-  }
   KVCAP_HOST_DEVICE bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
-    index_t index = 0;
-    return structure->neighbour(meta(tok).index, d, index) && find(index, slot);
+    return neighbour_slot(*view, *structure, head_, length_, tok, d, slot);
   }
 };
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "../core/layer_view.hpp"
+#include "../core/slot_lookup.hpp"
 #include "../structures/concept.hpp"
 
 namespace kvcap::host {
@@ -25,22 +26,8 @@ struct head_access {
   vector_ref<T> value(index_t tok) const { return view->value(tok, head_); }
   token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
 
-  /// Slot of the resident token with logical index `index`: resident tokens are in
-  /// ascending index order, so a binary search finds it.
-  bool find(std::int64_t index, index_t& slot) const {
-    index_t lo = 0, hi = view->length_of(head_);
-    while (lo < hi) {
-      const index_t mid = lo + (hi - lo) / 2;
-      if (meta(mid).index < index) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo == view->length_of(head_) || meta(lo).index != index) return false;
-    slot = lo;
-    return true;
-  }
   bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
-    index_t index = 0;
-    return structure->neighbour(meta(tok).index, d, index) && find(index, slot);
+    return neighbour_slot(*view, *structure, head_, num_tokens(), tok, d, slot);
   }
 };
 
