@@ -62,6 +62,8 @@
 #include <fstream>
 #include <iomanip>
 #include <kvcap.hpp>
+
+#include "bench_timing.hpp"
 #include <map>
 #include <memory>
 #include <random>
@@ -87,26 +89,8 @@ constexpr double kTarget = 0.05;
 
 int g_step_iterations = 3;
 
-// Each phase is timed on two clocks: wall (steady_clock; what the engine waits for) and this
-// thread's CPU time (CLOCK_THREAD_CPUTIME_ID; blind to time slices other processes take on a
-// shared machine). Ratios are given on both.
-struct lap {
-  double wall = 0, cpu = 0;
-  lap& operator+=(const lap& o) { return wall += o.wall, cpu += o.cpu, *this; }
-};
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-struct stopwatch {
-  std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
-  double cpu0 = thread_cpu_seconds();
-  lap elapsed() const {
-    return {std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count(),
-            thread_cpu_seconds() - cpu0};
-  }
-};
+using kvcap_bench::lap;
+using kvcap_bench::stopwatch;
 
 template <class T>
 const char* dtype_name() {

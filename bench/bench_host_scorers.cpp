@@ -14,32 +14,19 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
-#include <chrono>
-#include <ctime>
 #include <kvcap.hpp>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
+
 namespace {
 using namespace kvcap;
 
 constexpr index_t kv_heads = 8, q_heads = 32, dim = 128, budget = 4096, chunk = 784, window = 32;
 const structures::temporal_frames video{.frames = 1 << 16, .rows = 28, .cols = 28};
-
-/// This thread's CPU seconds: blind to time slices that other processes take on a shared machine.
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-/// Wall and thread-CPU seconds of the phases of the timed iterations.
-struct phase_times {
-  double append = 0, attention = 0, compress = 0;                  // wall
-  double append_cpu = 0, attention_cpu = 0, compress_cpu = 0;      // thread CPU
-};
 
 /// Frames of k, v, q (NHD), each 0.8 × the previous plus noise, cycled through.
 struct frames {
@@ -64,7 +51,6 @@ const frames& data() {
 
 template <class Scorer, class Reducer = reducers::evict>
 void step(benchmark::State& state, Scorer scorer) {
-  using clock = std::chrono::steady_clock;
   using compressor = host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, Reducer,
                                       structures::temporal_frames>;
   compressor c({.num_layers = 1, .num_kv_heads = kv_heads, .num_q_heads = q_heads, .head_dim = dim,
@@ -72,47 +58,44 @@ void step(benchmark::State& state, Scorer scorer) {
                {.scorer = scorer, .budget = {.tokens = budget}, .structure = video});
   std::vector<token_meta> meta(chunk);
   index_t frame = 0;
-  const auto next = [&](phase_times* times) {
+  struct phases {
+    kvcap_bench::lap append, attention, compress;
+  };
+  const auto next = [&](phases* times) {
     const int f = static_cast<int>(frame % 8);
     for (index_t t = 0; t < chunk; ++t) meta[t] = video.meta(frame * chunk + t);
     const auto& d = data();
     const kv_tensor<const float> q{d.q[f].data(), chunk, q_heads, dim};
-    const auto t0 = clock::now();
-    const double c0 = thread_cpu_seconds();
+    const kvcap_bench::stopwatch t0;
     c.append(0, {d.k[f].data(), chunk, kv_heads, dim}, {d.v[f].data(), chunk, kv_heads, dim}, meta);
-    const auto t1 = clock::now();
-    const double c1 = thread_cpu_seconds();
+    const kvcap_bench::lap a = t0.elapsed();
+    const kvcap_bench::stopwatch t1;
     if (times) {
       static host::attention_scratch scratch;
       static std::vector<float> out(chunk * q_heads * dim);
       host::reference_attention(c.layer(0), q, /*causal=*/true, scratch, out.data());
     }
-    const auto t2 = clock::now();
-    const double c2 = thread_cpu_seconds();
+    const kvcap_bench::lap att = t1.elapsed();
+    const kvcap_bench::stopwatch t2;
     c.compress(0, {d.q[f].data() + (chunk - window) * q_heads * dim, window, q_heads, dim});
-    const auto t3 = clock::now();
-    const double c3 = thread_cpu_seconds();
+    const kvcap_bench::lap cmp = t2.elapsed();
     ++frame;
-    if (times) {
-      const auto s = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
-      times->append += s(t0, t1), times->attention += s(t1, t2), times->compress += s(t2, t3);
-      times->append_cpu += c1 - c0, times->attention_cpu += c2 - c1, times->compress_cpu += c3 - c2;
-    }
+    if (times) times->append += a, times->attention += att, times->compress += cmp;
   };
   while (c.length(0) < budget) next(nullptr);  // fill to the budget
-  phase_times t;
+  phases t;
   for (auto _ : state) {
-    const double before = t.append + t.compress;
+    const double before = t.append.wall + t.compress.wall;
     next(&t);
     if (c.length(0) != budget) throw std::logic_error("the step did not compress back to the budget");
-    state.SetIterationTime(t.append + t.compress - before);
+    state.SetIterationTime(t.append.wall + t.compress.wall - before);
   }
   const double n = static_cast<double>(state.iterations());
-  state.counters["append_ms"] = 1e3 * t.append / n;
-  state.counters["compress_ms"] = 1e3 * t.compress / n;
-  state.counters["attention_ms"] = 1e3 * t.attention / n;
-  state.counters["ratio"] = (t.append + t.compress) / t.attention;
-  state.counters["ratio_cpu"] = (t.append_cpu + t.compress_cpu) / t.attention_cpu;
+  state.counters["append_ms"] = 1e3 * t.append.wall / n;
+  state.counters["compress_ms"] = 1e3 * t.compress.wall / n;
+  state.counters["attention_ms"] = 1e3 * t.attention.wall / n;
+  state.counters["ratio"] = (t.append.wall + t.compress.wall) / t.attention.wall;
+  state.counters["ratio_cpu"] = (t.append.cpu + t.compress.cpu) / t.attention.cpu;
 }
 
 using scorers::blend;
