@@ -17,7 +17,9 @@
 
 #include <kvcap.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -107,7 +109,20 @@ struct outcome {
   kvcap_tools::fidelity f;
   std::size_t peak_bytes = 0;
   double seconds = 0;
+  std::vector<std::vector<std::int64_t>> kept;  // (layer · kv_heads + head) kept logical indices, ascending
 };
+
+/// Share of the oracle's kept tokens that the online run kept too, over all (layer, head).
+double kept_overlap(const outcome& online, const outcome& oracle) {
+  std::size_t shared = 0, total = 0;
+  for (std::size_t i = 0; i < oracle.kept.size(); ++i) {
+    std::vector<std::int64_t> both;
+    std::set_intersection(online.kept[i].begin(), online.kept[i].end(), oracle.kept[i].begin(), oracle.kept[i].end(),
+                          std::back_inserter(both));
+    shared += both.size(), total += oracle.kept[i].size();
+  }
+  return total > 0 ? static_cast<double>(shared) / static_cast<double>(total) : 1.0;
+}
 
 /// Chunks of the prompt: aligned to the structure (frames, rows, segments) or fixed-size.
 std::vector<chunk_range> plan(const replay_source& s, const config& c, index_t budget) {
@@ -148,9 +163,15 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
   outcome o;
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   o.peak_bytes = mr.peak_bytes();
-  for (index_t layer = 0; layer < d.layers; ++layer)
+  for (index_t layer = 0; layer < d.layers; ++layer) {
     kvcap_tools::accumulate_fidelity(o.f, s.full_k[layer], s.full_v[layer], s.probes[layer], kv.layer(layer),
                                      Reducer::merges, c.top_k);
+    for (index_t head = 0; head < d.kv_heads; ++head) {
+      std::vector<std::int64_t> kept;
+      for (index_t t = 0; t < kv.length(layer, head); ++t) kept.push_back(kv.layer(layer).meta_at(t, head).index);
+      o.kept.push_back(std::move(kept));
+    }
+  }
   return o;
 }
 
@@ -217,7 +238,7 @@ int main(int argc, char** argv) try {
   if (dumps.empty()) throw std::runtime_error("give at least one --dump DIR");
   std::ofstream out(out_path);
   out << "source,data,tokens,layers,kv_heads,head_dim,scorer,reducer,mode,chunking,chunk,budget_frac,budget,"
-         "rel_err,mass_recall,topk_overlap,peak_bytes,seconds\n";
+         "rel_err,mass_recall,topk_overlap,peak_bytes,seconds,oracle_overlap\n";
   for (const auto& dir : dumps) {
     const replay_source s = load(dir, labels.count(dir) ? labels[dir] : "unlabelled");
     const index_t n = s.dump.num_tokens();
@@ -227,6 +248,7 @@ int main(int argc, char** argv) try {
     for (const auto& t : budget_tokens) budgets.push_back({static_cast<double>(std::stoll(t)) / n, std::stoll(t)});
     std::fprintf(stderr, "%s: %lld tokens, %lld layers, %lld protected\n", s.name.c_str(), static_cast<long long>(n),
                  static_cast<long long>(s.dump.layers), static_cast<long long>(s.protected_tokens));
+    std::map<std::string, outcome> oracles;
     for (const auto& scorer : scorer_names) {
       if (needs_queries(scorer) && !s.dump.has_queries()) continue;
       for (const auto& reducer : reducer_names)
@@ -236,11 +258,27 @@ int main(int argc, char** argv) try {
               const auto parts = split(chunking, ':');
               config c{scorer, reducer, mode, parts.at(0), std::stoll(parts.at(1)), budget, window, top_k, frac};
               if (c.budget >= n) continue;
-              const outcome o = run(s, c);
+              // The oracle does not depend on the chunking: one run per (scorer, reducer, budget).
+              const auto oracle_of = [&] {
+                const std::string key = scorer + '|' + reducer + '|' + std::to_string(budget);
+                if (!oracles.count(key)) {
+                  config oc = c;
+                  oc.mode = "oracle";
+                  oracles.emplace(key, run(s, oc));
+                }
+                return oracles.at(key);
+              };
+              const outcome o = mode == "oracle" ? oracle_of() : run(s, c);
+              // Kept-set overlap with the oracle (online rows, when the oracle is in the sweep).
+              const bool compare = mode != "oracle" && std::find(modes.begin(), modes.end(), "oracle") != modes.end();
+              // Empty in the CSV when there is no oracle to compare with.
+              const std::string overlap =
+                  mode == "oracle" ? "1" : compare ? std::to_string(kept_overlap(o, oracle_of())) : "";
               out << s.name << ',' << s.data_label << ',' << n << ',' << s.dump.layers << ',' << s.dump.kv_heads << ','
                   << s.dump.head_dim << ',' << scorer << ',' << reducer << ',' << mode << ',' << c.chunking << ','
                   << c.chunk << ',' << frac << ',' << budget << ',' << o.f.relative_error() << ','
-                  << o.f.mass_recall() << ',' << o.f.topk_overlap() << ',' << o.peak_bytes << ',' << o.seconds << '\n';
+                  << o.f.mass_recall() << ',' << o.f.topk_overlap() << ',' << o.peak_bytes << ',' << o.seconds << ','
+                  << overlap << '\n';
               out.flush();
               std::fprintf(stderr, "  %-18s %-5s %-6s %-8s %4lld budget %6lld: err %.4f recall %.4f top%lld %.3f (%.2fs)\n",
                            scorer.c_str(), reducer.c_str(), mode.c_str(), c.chunking.c_str(),

@@ -25,6 +25,9 @@ def load(paths):
                     r[k] = int(r[k])
                 for k in ("budget_frac", "rel_err", "mass_recall", "topk_overlap", "seconds"):
                     r[k] = float(r[k])
+                # Share of the oracle's kept tokens also kept online; absent in older CSVs and
+                # empty when the sweep had no oracle.
+                r["oracle_overlap"] = float(r["oracle_overlap"]) if r.get("oracle_overlap") else None
                 rows.append(r)
     return rows
 
@@ -83,6 +86,11 @@ def main():
         print(pivot(base, lambda r: r["scorer"], lambda r: (pct(r), r["mode"]), lambda r: r["mass_recall"]))
         print("\nRelative attention-output error (lower is better):\n")
         print(pivot(base, lambda r: r["scorer"], lambda r: (pct(r), r["mode"]), lambda r: r["rel_err"]))
+        overlap = [r for r in base if r["mode"] == "online" and r["oracle_overlap"] is not None]
+        if overlap:
+            print("\nKept-set overlap of the online run with the oracle (share of the oracle's kept "
+                  "(layer, head, token) that online kept too):\n")
+            print(pivot(overlap, lambda r: r["scorer"], pct, lambda r: r["oracle_overlap"]))
 
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         for scorer in sorted({r["scorer"] for r in base}):
