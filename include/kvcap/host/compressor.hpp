@@ -209,8 +209,11 @@ class compressor {
     if constexpr (per_head_lengths) repack(l);
     resident_slots_ -= before - resident_slots(l);
     // The invariant every engine relies on; cannot fail unless kvcap itself is wrong.
-    if (resident_slots(l) > static_cast<std::size_t>(l.budget * shape_.num_kv_heads) || l.view.length > l.budget * shape_.num_kv_heads)
-      throw std::logic_error("kvcap: compress left more than the budget");
+    // Head-adaptive: the layer's total is bounded; otherwise every head (the fullest one is
+    // view.length) holds at most the budget.
+    const bool within = adaptive_heads ? resident_slots(l) <= static_cast<std::size_t>(l.budget * shape_.num_kv_heads)
+                                       : l.view.length <= l.budget;
+    if (!within) throw std::logic_error("kvcap: compress left more than the budget");
   }
 
  private:
