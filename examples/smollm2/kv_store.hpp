@@ -1,0 +1,324 @@
+// kv_store.hpp — where the engine keeps each layer's K and V, behind one small interface:
+//
+//   full_cache       every token, as an engine without kvcap keeps it (a fixed capacity:
+//                    what a KV memory cap allows)
+//   compressed_cache kvcap's host::compressor, called exactly as DESIGN.md's engine loop says:
+//                    append the chunk, attend, compress back to the budget; optionally the
+//                    offline oracle instead (no compression during prefill, one compress_to
+//                    to the budget at the end)
+//
+// The model (model.hpp) calls append → attend → end_of_chunk per layer and chunk, and never
+// knows which store it runs on. The scorer and reducer are compile-time policies of the
+// compressor; make_store() maps their command-line names to instantiations.
+#pragma once
+
+#include <kvcap.hpp>
+#include <kvcap/host/counting_resource.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "attention.hpp"
+
+namespace smollm2 {
+
+using kvcap::index_t;
+
+struct store_shape {
+  index_t layers = 0, kv_heads = 0, q_heads = 0, head_dim = 0;
+};
+
+class full_cache;
+
+class kv_store {
+ public:
+  virtual ~kv_store() = default;
+  /// The chunk's keys and values (T, kv_heads, dim), after RoPE, at the end of the layer.
+  virtual void append(index_t layer, kvcap::kv_tensor<const float> k, kvcap::kv_tensor<const float> v,
+                      std::span<const kvcap::token_meta> meta) = 0;
+  /// Attention of the chunk's queries over the layer's resident keys (attention.hpp).
+  virtual void attend(index_t layer, const float* q, index_t tokens, const std::int64_t* q_pos,
+                      attention_scratch& scratch, float* out) const = 0;
+  /// After the layer's attention: the compressed store compresses here; `q` (T, q_heads, dim)
+  /// are the chunk's queries, for scorers that look at an observation window.
+  virtual void end_of_chunk(index_t /*layer*/, kvcap::kv_tensor<const float> /*q*/) {}
+  /// After the whole prompt: the oracle compresses here.
+  virtual void end_of_prefill() {}
+  virtual index_t length(index_t layer) const = 0;
+  /// Bytes this store holds for K/V (and, for kvcap, its metadata and workspace), as measured.
+  virtual std::size_t bytes() const = 0;
+  /// What bytes() should be, from the formula (full: capacity × token bytes; kvcap: layers ×
+  /// (budget + max_chunk) × slot bytes + workspace).
+  virtual std::size_t formula_bytes() const = 0;
+  virtual std::string describe() const = 0;
+  /// Oracle stores only: take over a full cache's prompt (K/V, metadata and the newest
+  /// window of queries per layer), as if it had been prefilled through this store, then
+  /// end_of_prefill(). Lets many oracle runs share one uncompressed prefill.
+  virtual void replay(const full_cache&) { throw std::logic_error(describe() + ": replay is for oracle stores"); }
+
+  double kvcap_seconds = 0;  ///< wall time spent inside kvcap calls (append + compress)
+};
+
+/// Every token of the prompt, up to a fixed capacity, in one HND view per layer.
+class full_cache final : public kv_store {
+ public:
+  full_cache(const store_shape& s, index_t capacity) : shape_(s), capacity_(capacity) {
+    const auto n = static_cast<std::size_t>(capacity) * s.kv_heads * s.head_dim;
+    for (index_t l = 0; l < s.layers; ++l) {
+      k_.emplace_back(n);
+      v_.emplace_back(n);
+      meta_.emplace_back(static_cast<std::size_t>(capacity) * s.kv_heads);
+    }
+    length_.assign(static_cast<std::size_t>(s.layers), 0);
+  }
+
+  /// Bytes of K and V per token (all layers): what a KV memory cap divides.
+  static std::size_t token_bytes(const store_shape& s) {
+    return static_cast<std::size_t>(s.layers) * 2 * s.kv_heads * s.head_dim * sizeof(float);
+  }
+  index_t capacity() const { return capacity_; }
+
+  /// Keep the newest `window` queries of each layer's latest chunk (what an oracle replay needs).
+  void record_windows(index_t window, index_t q_heads) {
+    window_ = window;
+    windows_.assign(static_cast<std::size_t>(shape_.layers) * window * q_heads * shape_.head_dim, 0.0f);
+    window_tokens_.assign(static_cast<std::size_t>(shape_.layers), 0);
+  }
+  /// The recorded window of `layer`: (tokens, q_heads, dim).
+  kvcap::kv_tensor<const float> window(index_t layer) const {
+    return {windows_.data() + static_cast<std::size_t>(layer) * window_ * shape_.q_heads * shape_.head_dim,
+            window_tokens_.empty() ? 0 : window_tokens_[layer], shape_.q_heads, shape_.head_dim};
+  }
+  void end_of_chunk(index_t layer, kvcap::kv_tensor<const float> q) override {
+    if (window_ == 0) return;
+    const index_t w = std::min(window_, q.num_tokens);
+    std::copy_n(q.data + (q.num_tokens - w) * shape_.q_heads * shape_.head_dim, w * shape_.q_heads * shape_.head_dim,
+                windows_.data() + static_cast<std::size_t>(layer) * window_ * shape_.q_heads * shape_.head_dim);
+    window_tokens_[layer] = w;
+  }
+
+  void append(index_t layer, kvcap::kv_tensor<const float> k, kvcap::kv_tensor<const float> v,
+              std::span<const kvcap::token_meta> meta) override {
+    index_t& len = length_[layer];
+    if (len + k.num_tokens > capacity_)
+      throw std::length_error("full_cache: " + std::to_string(len + k.num_tokens) + " tokens do not fit its capacity of " +
+                              std::to_string(capacity_) + " tokens (" + std::to_string(bytes()) + " bytes of KV)");
+    const auto dst = view(layer);
+    for (index_t t = 0; t < k.num_tokens; ++t)
+      for (index_t h = 0; h < shape_.kv_heads; ++h) {
+        std::copy_n(k.data + k.offset(t, h), shape_.head_dim, dst.k + dst.mapping(len + t, h));
+        std::copy_n(v.data + v.offset(t, h), shape_.head_dim, dst.v + dst.mapping(len + t, h));
+        dst.meta_at(len + t, h) = meta[t];
+      }
+    len += k.num_tokens;
+  }
+  void attend(index_t layer, const float* q, index_t tokens, const std::int64_t* q_pos, attention_scratch& scratch,
+              float* out) const override {
+    smollm2::attend(view(layer), q, tokens, shape_.q_heads, q_pos, scratch, out);
+  }
+  index_t length(index_t layer) const override { return length_[layer]; }
+  std::size_t bytes() const override { return token_bytes(shape_) * capacity_; }
+  std::size_t formula_bytes() const override { return token_bytes(shape_) * capacity_; }
+  std::string describe() const override { return "full cache"; }
+
+  kvcap::layer_view<float, kvcap::layouts::hnd> view(index_t layer) const {
+    kvcap::layer_view<float, kvcap::layouts::hnd> v;
+    v.mapping = {capacity_, shape_.kv_heads, shape_.head_dim};
+    v.k = const_cast<float*>(k_[layer].data());
+    v.v = const_cast<float*>(v_[layer].data());
+    v.meta = const_cast<kvcap::token_meta*>(meta_[layer].data());
+    v.length = length_[layer];
+    return v;
+  }
+
+ private:
+  store_shape shape_;
+  index_t capacity_;
+  std::vector<std::vector<float>> k_, v_;
+  std::vector<std::vector<kvcap::token_meta>> meta_;
+  std::vector<index_t> length_;
+  index_t window_ = 0;
+  std::vector<float> windows_;
+  std::vector<index_t> window_tokens_;
+};
+
+/// What the command line can choose.
+struct compression_options {
+  std::string scorer = "key_diff";  ///< see scorer_names()
+  std::string reducer = "evict";    ///< evict | merge
+  index_t budget = 512;             ///< tokens per layer (and kv-head)
+  index_t max_chunk = 256;          ///< largest chunk appended
+  index_t window = 32;              ///< observation-window queries (window scorers)
+  index_t sinks = 4;                ///< sink tokens for recency / snapkv
+  bool oracle = false;              ///< compress once after the prompt instead of after every chunk
+  index_t prompt_tokens = 0;        ///< oracle only: the prompt it must hold uncompressed
+};
+
+inline std::span<const char* const> scorer_names() {
+  static constexpr const char* names[] = {"recency", "key_norm", "value_norm", "key_diff",
+                                          "window",  "snapkv",   "window+key_diff"};
+  return names;
+}
+
+/// kvcap's compressor over float HND storage, fixed token budget, text structure.
+template <class Scorer, class Reducer>
+class compressed_cache final : public kv_store {
+  using compressor = kvcap::host::compressor<float, kvcap::layouts::hnd, Scorer, kvcap::budgets::fixed_tokens,
+                                             Reducer, kvcap::structures::sequence>;
+  static constexpr bool needs_window = Scorer::inputs.window_mass;
+
+ public:
+  compressed_cache(const store_shape& s, const compression_options& o, Scorer scorer, std::string name)
+      : shape_(s), options_(o), name_(std::move(name)), memory_(std::pmr::new_delete_resource()),
+        kv_(kvcap::host::compressor_shape{.num_layers = s.layers,
+                                          .num_kv_heads = s.kv_heads,
+                                          .num_q_heads = s.q_heads,
+                                          .head_dim = s.head_dim,
+                                          .max_chunk = o.max_chunk,
+                                          .max_window = needs_window ? o.window : 0},
+            {.scorer = scorer, .budget = {.tokens = o.oracle ? std::max(o.prompt_tokens, o.budget) : o.budget}},
+            &memory_) {
+    if (o.oracle && needs_window)  // the oracle's window: the prompt's last queries, kept per layer
+      window_.assign(static_cast<std::size_t>(s.layers) * o.window * s.q_heads * s.head_dim, 0.0f);
+    window_tokens_.assign(static_cast<std::size_t>(s.layers), 0);
+  }
+
+  /// The formula: storage for (budget + max_chunk) slots per layer, plus the workspace.
+  static std::size_t formula(const store_shape& s, index_t budget, index_t max_chunk, index_t window) {
+    const kvcap::host::compressor_shape c{.num_layers = s.layers, .num_kv_heads = s.kv_heads, .num_q_heads = s.q_heads,
+                                          .head_dim = s.head_dim, .max_chunk = max_chunk,
+                                          .max_window = needs_window ? window : 0};
+    return static_cast<std::size_t>(s.layers) * (budget + max_chunk) * compressor::slot_bytes(c) +
+           compressor::workspace_bytes(c, budget + max_chunk);
+  }
+
+  void append(index_t layer, kvcap::kv_tensor<const float> k, kvcap::kv_tensor<const float> v,
+              std::span<const kvcap::token_meta> meta) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    kv_.append(layer, k, v, meta);
+    kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void attend(index_t layer, const float* q, index_t tokens, const std::int64_t* q_pos, attention_scratch& scratch,
+              float* out) const override {
+    smollm2::attend(kv_.layer(layer), q, tokens, shape_.q_heads, q_pos, scratch, out);
+  }
+  void end_of_chunk(index_t layer, kvcap::kv_tensor<const float> q) override {
+    const index_t w = std::min(options_.window, q.num_tokens);
+    const kvcap::kv_tensor<const float> tail{q.data + (q.num_tokens - w) * shape_.q_heads * shape_.head_dim, w,
+                                             shape_.q_heads, shape_.head_dim};
+    if (options_.oracle) {  // remember the newest window; compress only at the end of the prompt
+      if constexpr (needs_window) {
+        std::copy_n(tail.data, w * shape_.q_heads * shape_.head_dim, window_.data() + window_offset(layer));
+        window_tokens_[layer] = w;
+      }
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    if constexpr (needs_window) kv_.compress(layer, tail);
+    else kv_.compress(layer);
+    kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void end_of_prefill() override {
+    if (!options_.oracle) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (index_t l = 0; l < shape_.layers; ++l) {
+      if constexpr (needs_window)
+        kv_.compress_to(l, options_.budget,
+                        {window_.data() + window_offset(l), window_tokens_[l], shape_.q_heads, shape_.head_dim});
+      else
+        kv_.compress_to(l, options_.budget);
+    }
+    kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void replay(const full_cache& full) override {
+    if (!options_.oracle) kv_store::replay(full);
+    const index_t hd = shape_.head_dim, kvh = shape_.kv_heads;
+    std::vector<float> k(static_cast<std::size_t>(options_.max_chunk * kvh * hd)), v(k.size());
+    std::vector<kvcap::token_meta> meta(static_cast<std::size_t>(options_.max_chunk));
+    for (index_t l = 0; l < shape_.layers; ++l) {
+      const auto src = full.view(l);
+      for (index_t first = 0; first < src.length; first += options_.max_chunk) {
+        const index_t n = std::min(options_.max_chunk, src.length - first);
+        for (index_t t = 0; t < n; ++t) {
+          for (index_t h = 0; h < kvh; ++h) {
+            std::copy_n(src.k + src.mapping(first + t, h), hd, k.data() + (t * kvh + h) * hd);
+            std::copy_n(src.v + src.mapping(first + t, h), hd, v.data() + (t * kvh + h) * hd);
+          }
+          meta[t] = src.meta_at(first + t, 0);
+        }
+        append(l, {k.data(), n, kvh, hd}, {v.data(), n, kvh, hd}, std::span(meta).first(n));
+      }
+      if constexpr (needs_window) {
+        const auto w = full.window(l);
+        if (w.num_tokens == 0) throw std::logic_error("replay: the full cache recorded no query window");
+        std::copy_n(w.data, w.num_tokens * shape_.q_heads * hd, window_.data() + window_offset(l));
+        window_tokens_[l] = w.num_tokens;
+      }
+    }
+    end_of_prefill();
+  }
+  index_t length(index_t layer) const override { return kv_.length(layer); }
+  std::size_t bytes() const override { return memory_.peak_bytes(); }
+  std::size_t formula_bytes() const override {
+    return formula(shape_, kv_.budget(0), options_.max_chunk, options_.window);
+  }
+  std::string describe() const override {
+    return std::string(options_.oracle ? "oracle " : "kvcap ") + name_ + "/" + options_.reducer + " budget " +
+           std::to_string(options_.budget);
+  }
+  const compressor& kv() const { return kv_; }
+
+ private:
+  std::size_t window_offset(index_t layer) const {
+    return static_cast<std::size_t>(layer) * options_.window * shape_.q_heads * shape_.head_dim;
+  }
+
+  store_shape shape_;
+  compression_options options_;
+  std::string name_;
+  kvcap::host::counting_resource memory_;  // kvcap allocates only through it: its peak is measured here
+  compressor kv_;
+  std::vector<float> window_;
+  std::vector<index_t> window_tokens_;
+};
+
+namespace detail {
+template <class Reducer>
+std::unique_ptr<kv_store> make_compressed(const store_shape& s, const compression_options& o) {
+  namespace sc = kvcap::scorers;
+  const std::string& n = o.scorer;
+  if (n == "recency") return std::make_unique<compressed_cache<sc::recency, Reducer>>(s, o, sc::recency{o.sinks}, n);
+  if (n == "key_norm") return std::make_unique<compressed_cache<sc::key_norm, Reducer>>(s, o, sc::key_norm{}, n);
+  if (n == "value_norm") return std::make_unique<compressed_cache<sc::value_norm, Reducer>>(s, o, sc::value_norm{}, n);
+  if (n == "key_diff") return std::make_unique<compressed_cache<sc::key_diff, Reducer>>(s, o, sc::key_diff{}, n);
+  if (n == "window")
+    return std::make_unique<compressed_cache<sc::observation_window, Reducer>>(s, o, sc::observation_window{}, n);
+  if (n == "snapkv") {  // SnapKV as published: window scores, the window itself and sinks always kept
+    using snap = sc::forced_keep<sc::observation_window>;
+    return std::make_unique<compressed_cache<snap, Reducer>>(s, o, snap{{}, o.sinks, o.window}, n);
+  }
+  if (n == "window+key_diff") {
+    using mix = sc::forced_keep<sc::blend<sc::observation_window, sc::key_diff>>;
+    return std::make_unique<compressed_cache<mix, Reducer>>(s, o, mix{{}, o.sinks, o.window}, n);
+  }
+  std::string known;
+  for (const char* name : scorer_names()) known += std::string(known.empty() ? "" : ", ") + name;
+  throw std::invalid_argument("--scorer " + n + ": unknown, expected one of " + known);
+}
+}  // namespace detail
+
+/// The kvcap store the options name (online, or the offline oracle).
+inline std::unique_ptr<kv_store> make_store(const store_shape& s, const compression_options& o) {
+  if (o.budget <= 0) throw std::invalid_argument("--budget " + std::to_string(o.budget) + ": expected > 0");
+  if (o.max_chunk <= 0) throw std::invalid_argument("--chunk " + std::to_string(o.max_chunk) + ": expected > 0");
+  if (o.reducer == "evict") return detail::make_compressed<kvcap::reducers::evict>(s, o);
+  if (o.reducer == "merge") return detail::make_compressed<kvcap::reducers::merge>(s, o);
+  throw std::invalid_argument("--reducer " + o.reducer + ": unknown, expected evict or merge");
+}
+
+}  // namespace smollm2

@@ -1,0 +1,177 @@
+// The engine against an independent reference, and kvcap inside it: logits equal to the
+// numpy forward (tools/fidelity/smollm2_dump.py), chunked == one-shot prefill, and kvcap with
+// a budget that holds the whole prompt == the full cache (logits and generated text).
+// Needs the SmolLM2 weights (scripts/fetch_smollm2.sh); without them the program exits 77
+// and ctest reports it Skipped.
+#include <doctest/doctest.h>
+
+#include <smollm2/engine.hpp>
+#include <smollm2/weights.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+using namespace smollm2;
+
+struct reference {
+  std::vector<std::int32_t> tokens;
+  struct position {
+    index_t pos;
+    double lse;
+    std::vector<std::pair<std::int32_t, float>> logits;  // top-5, then probes
+  };
+  std::vector<position> positions;
+  double mean_nll = 0;
+};
+
+reference read_reference() {
+  std::ifstream in(KVCAP_FIXTURE_DIR "/smollm2_logits.txt");
+  REQUIRE(in.good());
+  reference r;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::string key;
+    s >> key;
+    if (key == "tokens") {
+      for (std::int32_t t; s >> t;) r.tokens.push_back(t);
+    } else if (key == "pos") {
+      reference::position p;
+      std::string word;
+      s >> p.pos >> word >> p.lse;
+      while (s >> word) {
+        if (word == "top" || word == "probe") continue;
+        const auto colon = word.find(':');
+        p.logits.emplace_back(std::stoi(word.substr(0, colon)), std::stof(word.substr(colon + 1)));
+      }
+      r.positions.push_back(p);
+    } else if (key == "mean_nll") {
+      s >> r.mean_nll;
+    }
+  }
+  return r;
+}
+
+struct loaded {
+  gguf::file file;
+  model net;
+  explicit loaded(const std::filesystem::path& p) : file(p), net(file) {}
+};
+
+const loaded& weights() {
+  static const std::optional<std::filesystem::path> path = find_weights();
+  if (!path) {
+    std::cout << "SmolLM2 weights not found (run scripts/fetch_smollm2.sh): skipped\n";
+    std::exit(77);
+  }
+  static const loaded w(*path);
+  return w;
+}
+
+/// All logits of a prompt (rows = positions), prefilled in chunks of `chunk` through `store`.
+row_matrix prompt_logits(const model& net, kv_store& store, std::span<const std::int32_t> tokens, index_t chunk) {
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, static_cast<index_t>(tokens.size()), false, meta);
+  engine e(net, chunk, static_cast<index_t>(tokens.size()) + chunk);
+  row_matrix logits(static_cast<index_t>(tokens.size()), net.cfg().vocab);
+  e.prefill(tokens, meta, store, chunk, nullptr, [&](index_t first, const row_matrix& hidden) {
+    logits.middleRows(first, hidden.rows()) = hidden * net.output_weights().transpose();
+  });
+  return logits;
+}
+
+}  // namespace
+
+TEST_CASE("the C++ forward matches the numpy reference's logits") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  REQUIRE(ref.tokens.size() == 160);
+  full_cache full(net.cfg().kv_shape(), 160);
+  const row_matrix logits = prompt_logits(net, full, ref.tokens, 160);
+  double nll = 0;
+  for (index_t p = 0; p + 1 < 160; ++p) {
+    const float top = logits.row(p).maxCoeff();
+    nll += top + std::log((logits.row(p).array() - top).exp().cast<double>().sum()) - logits(p, ref.tokens[p + 1]);
+  }
+  CHECK(nll / 159 == doctest::Approx(ref.mean_nll).epsilon(1e-4));
+  for (const auto& p : ref.positions) {
+    CAPTURE(p.pos);
+    Eigen::Index best;
+    logits.row(p.pos).maxCoeff(&best);
+    CHECK(best == p.logits[0].first);  // the reference's argmax
+    for (const auto& [id, value] : p.logits) CHECK(logits(p.pos, id) == doctest::Approx(value).epsilon(1e-3).scale(1));
+  }
+}
+
+TEST_CASE("chunked prefill without compression gives the logits of one-shot prefill") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  full_cache one(net.cfg().kv_shape(), 160), chunked(net.cfg().kv_shape(), 160);
+  const row_matrix a = prompt_logits(net, one, ref.tokens, 160);
+  for (const index_t chunk : {1, 7, 64}) {
+    CAPTURE(chunk);
+    full_cache c(net.cfg().kv_shape(), 160);
+    const row_matrix b = prompt_logits(net, c, ref.tokens, chunk);
+    CHECK((a - b).cwiseAbs().maxCoeff() < 1e-3f);  // float GEMMs of other shapes round differently
+    CHECK((a - b).cwiseAbs().maxCoeff() / a.cwiseAbs().maxCoeff() < 2e-5f);
+  }
+}
+
+TEST_CASE("kvcap with a budget that holds the prompt gives the full cache's logits and text") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  const index_t chunk = 32;
+  full_cache full(net.cfg().kv_shape(), 160 + chunk);
+  const row_matrix expected = prompt_logits(net, full, ref.tokens, chunk);
+  for (const char* scorer : {"key_diff", "window", "recency"})
+    for (const bool oracle : {false, true}) {
+      CAPTURE(scorer);
+      CAPTURE(oracle);
+      compression_options o{.scorer = scorer, .budget = 160, .max_chunk = chunk, .oracle = oracle, .prompt_tokens = 160};
+      const auto store = make_store(net.cfg().kv_shape(), o);
+      const row_matrix got = prompt_logits(net, *store, ref.tokens, chunk);
+      CHECK((got - expected).cwiseAbs().maxCoeff() == 0.0f);  // same kernel, same keys, same order
+    }
+
+  // Greedy text: full cache vs kvcap, prompt of 160 tokens, 12 new tokens.
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, 160, false, meta);
+  engine e(net, chunk, 160 + chunk);
+  full_cache f2(net.cfg().kv_shape(), 160 + chunk);
+  const auto last_full = e.prefill(ref.tokens, meta, f2, chunk);
+  const auto text_full = e.generate(f2, last_full, 160, 12);
+  compression_options o{.scorer = "key_diff", .budget = 160 + 12, .max_chunk = chunk};
+  const auto store = make_store(net.cfg().kv_shape(), o);
+  const auto last = e.prefill(ref.tokens, meta, *store, chunk);
+  CHECK(e.generate(*store, last, 160, 12) == text_full);
+}
+
+TEST_CASE("under a small budget the cache stays at the budget and positions continue from the logical index") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, 160, false, meta);
+  engine e(net, 32, 160 + 32);
+  // recency keeps the newest tokens, so the decoded ones stay resident and can be checked.
+  compression_options o{.scorer = "recency", .budget = 48, .max_chunk = 32};
+  auto store = make_store(net.cfg().kv_shape(), o);
+  const auto last = e.prefill(ref.tokens, meta, *store, 32);
+  for (index_t l = 0; l < net.cfg().layers; ++l) CHECK(store->length(l) == 48);
+  const auto text = e.generate(*store, last, 160, 4);
+  CHECK(text.size() == 4);
+  auto& kv = dynamic_cast<compressed_cache<kvcap::scorers::recency, kvcap::reducers::evict>&>(*store).kv();
+  for (index_t l = 0; l < net.cfg().layers; ++l) {
+    CHECK(kv.logical_length(l) == 164);  // 160 prompt tokens + 4 decoded, whatever was evicted
+    const auto view = kv.layer(l);
+    for (index_t i = 0; i < 4; ++i) CHECK(view.meta_at(view.length - 4 + i, 0).index == 160 + i);  // decoded tokens
+    CHECK(view.meta_at(0, 0).index == 0);  // a sink
+  }
+  // Compression changed what the model saw: the last prompt token's logits differ from the full cache's.
+  full_cache full(net.cfg().kv_shape(), 192);
+  const auto last_full = e.prefill(ref.tokens, meta, full, 32);
+  CHECK((net.logits(last_full) - net.logits(last)).cwiseAbs().maxCoeff() > 1e-2f);
+}
