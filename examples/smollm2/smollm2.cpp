@@ -8,6 +8,7 @@
 //   smollm2 ppl           next-token loss of a continuation after a long compressed prefix:
 //                         full cache, then online kvcap and the offline oracle over a grid
 //   smollm2 passkey       passkey retrieval in a real-text haystack at several depths, same grid
+//   smollm2 speed         prefill tokens/s with and without kvcap, interleaved in one process
 //
 // ppl and passkey print CSV (one row per run) for tools/smollm2/plot_engine.py.
 // Options (defaults in brackets):
@@ -21,7 +22,8 @@
 //   --docs a,b,...            documents [Debian's license texts]
 //   --prefix N --cont N       ppl: prefix and continuation tokens [3072, 256]
 //   --tokens N --depths a,b --trials N   passkey: haystack tokens, needle depths, trials per depth [2048; 0.1,0.3,0.5,0.7,0.9; 2]
-//   --prompt TEXT --new N     generate
+//   --prompt TEXT --new N --mode full|online|oracle   generate [full]
+//   --reps N                  speed: interleaved repetitions [3]
 //   --threads N               Eigen's GEMM threads [all cores]
 
 #include <Eigen/Core>
@@ -219,10 +221,15 @@ int generate(const loaded_model& m, const args& a) {
   std::vector<kvcap::token_meta> meta;
   text_meta(0, static_cast<index_t>(ids.size()), false, meta);
   const index_t chunk = static_cast<index_t>(a.number("chunk", 256)), n_new = static_cast<index_t>(a.number("new", 64));
+  const std::string mode = a.get("mode", "full");
+  if (mode != "full" && mode != "online" && mode != "oracle")
+    throw std::invalid_argument("--mode " + mode + ": expected full, online or oracle");
   std::unique_ptr<kv_store> store;
-  if (a.get("mode", "full") == "full") store = std::make_unique<full_cache>(shape, static_cast<index_t>(ids.size()) + n_new);
+  if (mode == "full") store = std::make_unique<full_cache>(shape, static_cast<index_t>(ids.size()) + n_new);
   else store = make_store(shape, {.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"),
-                                  .budget = static_cast<index_t>(a.number("budget", 512)), .max_chunk = chunk});
+                                  .budget = static_cast<index_t>(a.number("budget", 512)),
+                                  .max_chunk = std::max(chunk, n_new), .oracle = mode == "oracle",
+                                  .prompt_tokens = static_cast<index_t>(ids.size())});
   engine e(m.net, chunk, static_cast<index_t>(ids.size()) + n_new + chunk);
   const auto last = e.prefill(ids, meta, *store, chunk);
   std::printf("%s\n", m.tok.decode(e.generate(*store, last, static_cast<std::int64_t>(ids.size()), n_new, stop_ids(m.tok))).c_str());
@@ -354,6 +361,51 @@ int ppl(const loaded_model& m, const args& a) {
   return 0;
 }
 
+/// Prefill speed with and without kvcap, interleaved in one process (full, then each scorer,
+/// repeated): the ratio of medians is robust to a noisy machine, a single timing is not.
+int speed(const loaded_model& m, const args& a) {
+  const store_shape shape = m.net.cfg().kv_shape();
+  const index_t n = static_cast<index_t>(a.number("tokens", 3072)), chunk = static_cast<index_t>(a.number("chunk", 512));
+  const index_t budget = static_cast<index_t>(a.number("budget", 1024));
+  const long long reps = a.number("reps", 3);
+  const auto doc = tokenize_document(m.tok, a.get("doc", default_documents()[0]), static_cast<std::size_t>(n));
+  if (doc.ids.size() < static_cast<std::size_t>(n)) throw std::invalid_argument("--tokens: the document is shorter");
+  const std::span<const std::int32_t> ids(doc.ids.data(), static_cast<std::size_t>(n));
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, n, false, meta);
+  engine e(m.net, chunk, n + chunk);
+  const std::vector<std::string> scorers = a.list("scorers", "recency,key_diff,snapkv,window+key_diff");
+  std::map<std::string, std::vector<double>> tok_s, share;
+  for (long long r = 0; r < reps; ++r) {
+    {
+      full_cache full(shape, n);
+      prefill_stats st;
+      e.prefill(ids, meta, full, chunk, &st);
+      tok_s["full cache"].push_back(n / st.seconds);
+    }
+    for (const std::string& sc : scorers) {
+      const auto store = make_store(shape, {.scorer = sc, .budget = budget, .max_chunk = chunk});
+      prefill_stats st;
+      e.prefill(ids, meta, *store, chunk, &st);
+      tok_s[sc].push_back(n / st.seconds);
+      share[sc].push_back(st.kvcap_seconds / st.seconds);
+    }
+  }
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf("# speed: %s; %lld-token prefill of %s, chunk %lld, budget %lld, median of %lld interleaved runs\n",
+              machine().c_str(), (long long)n, std::filesystem::path(doc.path).filename().c_str(), (long long)chunk,
+              (long long)budget, reps);
+  std::printf("run,prefill_tok_s,vs_full,kvcap_share\n");
+  const double full = median(tok_s["full cache"]);
+  std::printf("full cache,%.1f,1.000,0.000\n", full);
+  for (const std::string& sc : scorers)
+    std::printf("kvcap %s,%.1f,%.3f,%.4f\n", sc.c_str(), median(tok_s[sc]), median(tok_s[sc]) / full, median(share[sc]));
+  return 0;
+}
+
 int passkey(const loaded_model& m, const args& a) {
   const grid g = read_grid(a);
   const std::size_t tokens = static_cast<std::size_t>(a.number("tokens", 2048));
@@ -408,7 +460,8 @@ int main(int argc, char** argv) try {
   if (a.command == "generate") return generate(m, a);
   if (a.command == "ppl") return ppl(m, a);
   if (a.command == "passkey") return passkey(m, a);
-  std::fprintf(stderr, "unknown command '%s': expected demo, generate, ppl or passkey\n", a.command.c_str());
+  if (a.command == "speed") return speed(m, a);
+  std::fprintf(stderr, "unknown command '%s': expected demo, generate, ppl, passkey or speed\n", a.command.c_str());
   return 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "smollm2: %s\n", e.what());

@@ -175,3 +175,49 @@ TEST_CASE("under a small budget the cache stays at the budget and positions cont
   const auto last_full = e.prefill(ref.tokens, meta, full, 32);
   CHECK((net.logits(last_full) - net.logits(last)).cwiseAbs().maxCoeff() > 1e-2f);
 }
+
+TEST_CASE("an oracle replayed from a full cache equals an oracle prefilled through kvcap") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  const std::span<const std::int32_t> prompt(ref.tokens.data(), 144), continuation(ref.tokens.data() + 144, 16);
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, 144, false, meta);
+  const index_t chunk = 32;
+  engine e(net, chunk, 144 + 2 * chunk);
+  for (const char* scorer : {"key_diff", "window+key_diff"}) {
+    CAPTURE(scorer);
+    const compression_options o{.scorer = scorer, .budget = 64, .max_chunk = chunk, .oracle = true, .prompt_tokens = 144};
+    const auto direct = make_store(net.cfg().kv_shape(), o);
+    const auto last = e.prefill(prompt, meta, *direct, chunk);
+
+    full_cache full(net.cfg().kv_shape(), 144);
+    full.record_windows(o.window, net.cfg().q_heads);
+    const auto last_full = e.prefill(prompt, meta, full, chunk);
+    const auto replayed = make_store(net.cfg().kv_shape(), o);
+    replayed->replay(full);
+
+    for (index_t l = 0; l < net.cfg().layers; ++l) {
+      CHECK(direct->length(l) == 64);
+      CHECK(replayed->length(l) == 64);
+    }
+    CHECK((last - last_full).cwiseAbs().maxCoeff() == 0.0f);  // no compression before the end: the full prefill
+    CHECK(e.continuation_nll(*direct, last, 144, continuation) ==
+          e.continuation_nll(*replayed, last_full, 144, continuation));
+  }
+}
+
+TEST_CASE("bad options are rejected with the argument and what was expected") {
+  const store_shape s = weights().net.cfg().kv_shape();
+  CHECK_THROWS_WITH(make_store(s, {.scorer = "magic"}), doctest::Contains("--scorer magic: unknown, expected one of recency"));
+  CHECK_THROWS_WITH(make_store(s, {.reducer = "fold"}), doctest::Contains("--reducer fold: unknown, expected evict or merge"));
+  CHECK_THROWS_WITH(make_store(s, {.budget = 0}), doctest::Contains("--budget 0: expected > 0"));
+  const auto online = make_store(s, {.scorer = "key_diff"});
+  CHECK_THROWS_WITH(online->replay(full_cache(s, 8)), doctest::Contains("replay is for oracle stores"));
+  full_cache tiny(s, 4);
+  std::vector<float> kv(8 * 3 * 64, 0.5f);
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, 8, false, meta);
+  CHECK_THROWS_WITH(tiny.append(0, {kv.data(), 8, 3, 64}, {kv.data(), 8, 3, 64}, meta),
+                    doctest::Contains("8 tokens do not fit its capacity of 4 tokens"));
+  CHECK(tiny.length(0) == 0);
+}
