@@ -18,7 +18,7 @@
 //   --scorer S | --scorers a,b,...          recency key_norm value_norm key_diff window snapkv window+key_diff [key_diff]
 //   --reducer R | --reducers evict,merge    [evict]
 //   --modes full,online,oracle              which runs [all three]
-//   --kv-cap-mib X            demo: KV memory cap [40]; demo scorer [window+key_diff]
+//   --kv-cap-mib X            demo: KV memory cap [64]; demo: haystack --tokens [2048], --scorer [key_diff]
 //   --docs a,b,...            documents [Debian's license texts]
 //   --prefix N --cont N       ppl: prefix and continuation tokens [3072, 256]
 //   --tokens N --depths a,b --trials N   passkey: haystack tokens, needle depths, trials per depth [2048; 0.1,0.3,0.5,0.7,0.9; 2]
@@ -153,9 +153,9 @@ int demo(const loaded_model& m, const args& a) {
   const config& c = m.net.cfg();
   const store_shape shape = c.kv_shape();
   const index_t chunk = static_cast<index_t>(a.number("chunk", 256));
-  const std::size_t cap = static_cast<std::size_t>(a.number("kv-cap-mib", 40)) << 20;
+  const std::size_t cap = static_cast<std::size_t>(a.number("kv-cap-mib", 64)) << 20;
   const auto doc = tokenize_document(m.tok, a.get("doc", default_documents()[0]), 4096);
-  const passkey_prompt p = make_passkey_prompt(m.tok, doc, static_cast<std::size_t>(a.number("tokens", 3000)),
+  const passkey_prompt p = make_passkey_prompt(m.tok, doc, static_cast<std::size_t>(a.number("tokens", 2048)),
                                                0.5, a.get("passkey", "48213"));
   const std::vector<kvcap::token_meta> meta = passkey_meta(p);
   const index_t n = static_cast<index_t>(p.ids.size());
@@ -180,7 +180,7 @@ int demo(const loaded_model& m, const args& a) {
     }
   }
   // 2. kvcap under the cap: the largest budget whose fixed footprint fits.
-  compression_options o{.scorer = a.get("scorer", "window+key_diff"), .reducer = a.get("reducer", "evict"), .max_chunk = chunk};
+  compression_options o{.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"), .max_chunk = chunk};
   index_t budget = fits;
   for (; budget > 0; budget -= 16) {
     o.budget = budget;

@@ -26,5 +26,8 @@ scorers=recency,key_diff,snapkv,window+key_diff
   > "$out/passkey.csv"
 # 3. The KV-cap demo (the example's default run).
 "$SMOLLM2" demo > "$out/demo.txt"
-python3 tools/smollm2/plot_engine.py --ppl "$out/ppl.csv" "$out/ppl_chunks.csv" "$out/ppl_merge.csv" \
-  --passkey "$out/passkey.csv" --demo "$out/demo.txt" --out docs/results
+# 4. Prefill speed with and without kvcap, interleaved in one process.
+"$SMOLLM2" speed --tokens 3072 --chunk 512 --budget 1024 --reps 3 > "$out/speed.csv"
+py=python3; python3 -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3  # apt python3-matplotlib
+"$py" tools/smollm2/plot_engine.py --ppl "$out/ppl.csv" "$out/ppl_chunks.csv" "$out/ppl_merge.csv" \
+  --passkey "$out/passkey.csv" --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
