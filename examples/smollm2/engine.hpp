@@ -3,10 +3,10 @@
 // continuation, continuing from the prompt's LOGICAL position.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
-#include <optional>
 #include <vector>
 
 #include "model.hpp"

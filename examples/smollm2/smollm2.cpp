@@ -27,9 +27,12 @@
 //   --threads N               Eigen's GEMM threads [all cores]
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>

@@ -5,6 +5,7 @@
 // hard wraps joined), split into sentences so that a needle is inserted between sentences.
 #pragma once
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
