@@ -42,6 +42,24 @@ def label(r):
     return f"{r['mode']} {r['scorer']}{red}"
 
 
+def grid(keys):
+    """Budgets and (scorer, reducer, chunk, mode) rows of the non-full runs among `keys`
+    (mode, scorer, reducer, budget, chunk), rows sorted by scorer, reducer, mode, chunk."""
+    budgets = sorted({k[3] for k in keys if k[0] != "full"})
+    configs = sorted({(k[1], k[2], k[4], k[0]) for k in keys if k[0] != "full"},
+                     key=lambda c: (c[0], c[1], c[3], c[2]))
+    return budgets, configs
+
+
+def grid_table(md, budgets, configs, cell):
+    """One row per configuration, one column per budget; cell(key) formats a run or returns ''."""
+    md.append("| scorer | reducer | mode | chunk | " + " | ".join(f"budget {b}" for b in budgets) + " |")
+    md.append("|---|---|---|---|" + "---|" * len(budgets))
+    for scorer, reducer, chunk, mode in configs:
+        cells = [cell((mode, scorer, reducer, b, chunk)) for b in budgets]
+        md.append(f"| {scorer} | {reducer} | {mode} | {chunk if mode == 'online' else '-'} | " + " | ".join(cells) + " |")
+
+
 def ppl_section(rows, out_dir, md):
     # Mean NLL over documents per configuration; ppl = exp(mean NLL).
     docs = sorted({r["doc"] for r in rows})
@@ -60,19 +78,10 @@ def ppl_section(rows, out_dir, md):
               "(Debian's /usr/share/common-licenses). Mean next-token NLL over the documents, and its perplexity.\n")
     md.append(f"**Full-cache baseline: NLL {full_nll:.4f}, perplexity {math.exp(full_nll):.2f}** "
               f"(per document: {', '.join(f'{d} {by[full][d]:.3f}' for d in docs)}).\n")
-    budgets = sorted({k[3] for k in by if k[0] != "full"})
-    configs = sorted({(k[1], k[2], k[4], k[0]) for k in by if k[0] != "full"},
-                     key=lambda c: (c[0], c[1], c[3], c[2]))
-    md.append("| scorer | reducer | mode | chunk | " + " | ".join(f"budget {b}" for b in budgets) + " |")
-    md.append("|---|---|---|---|" + "---|" * len(budgets))
-    for scorer, reducer, chunk, mode in configs:
-        cells = []
-        for b in budgets:
-            v = by.get((mode, scorer, reducer, b, chunk))
-            cells.append(f"{sum(v.values()) / len(v):.4f} ({math.exp(sum(v.values()) / len(v)):.1f})" if v else "")
-        md.append(f"| {scorer} | {reducer} | {mode} | {chunk if mode == 'online' else '-'} | " + " | ".join(cells) + " |")
-    md.append("\nCells: mean NLL (perplexity). Lower is better; the full cache is the floor a budget can reach.\n")
+    budgets, configs = grid(by)
     mean = {k: sum(v.values()) / len(v) for k, v in by.items()}
+    grid_table(md, budgets, configs, lambda k: f"{mean[k]:.4f} ({math.exp(mean[k]):.1f})" if k in mean else "")
+    md.append("\nCells: mean NLL (perplexity). Lower is better; the full cache is the floor a budget can reach.\n")
     for b in budgets:
         for mode in ("online", "oracle"):
             cands = [(v, k) for k, v in mean.items() if k[0] == mode and k[3] == b]
@@ -136,9 +145,7 @@ def passkey_section(rows, out_dir, md):
               f"{', '.join(str(d) for d in depths)}, {trials} trial(s) per depth (different documents and keys).\n")
     full_acc = sum(acc[full]) / len(acc[full])
     md.append(f"**Full-cache baseline: {sum(acc[full])}/{len(acc[full])} = {full_acc:.0%}.**\n")
-    budgets = sorted({k[3] for k in acc if k[0] != "full"})
-    configs = sorted({(k[1], k[2], k[4], k[0]) for k in acc if k[0] != "full"},
-                     key=lambda c: (c[0], c[1], c[3], c[2]))
+    budgets, configs = grid(acc)
     for b in budgets:
         for mode in ("online", "oracle"):
             cands = [(sum(v) / len(v), k) for k, v in acc.items() if k[0] == mode and k[3] == b]
@@ -147,14 +154,7 @@ def passkey_section(rows, out_dir, md):
                 names = [f"{k[1]}{'' if k[2] == 'evict' else '+' + k[2]}" for a, k in cands if a == best]
                 FINDINGS.append(f"Passkey, budget {b} ({b / int(n):.0%} of the prompt): best {mode} "
                                 f"{best:.0%} ({', '.join(names)}) vs full cache {full_acc:.0%}.")
-    md.append("| scorer | reducer | mode | chunk | " + " | ".join(f"budget {b}" for b in budgets) + " |")
-    md.append("|---|---|---|---|" + "---|" * len(budgets))
-    for scorer, reducer, chunk, mode in configs:
-        cells = []
-        for b in budgets:
-            v = acc.get((mode, scorer, reducer, b, chunk))
-            cells.append(f"{sum(v)}/{len(v)}" if v else "")
-        md.append(f"| {scorer} | {reducer} | {mode} | {chunk if mode == 'online' else '-'} | " + " | ".join(cells) + " |")
+    grid_table(md, budgets, configs, lambda k: f"{sum(acc[k])}/{len(acc[k])}" if k in acc else "")
     md.append("")
 
     fig, axes = plt.subplots(1, len(budgets), figsize=(4 * len(budgets), 3.6), sharey=True, squeeze=False)

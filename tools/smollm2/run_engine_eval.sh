@@ -31,3 +31,6 @@ scorers=recency,key_diff,snapkv,window+key_diff
 py=python3; python3 -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3  # apt python3-matplotlib
 "$py" tools/smollm2/plot_engine.py --ppl "$out/ppl.csv" "$out/ppl_chunks.csv" "$out/ppl_merge.csv" \
   --passkey "$out/passkey.csv" --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
+mkdir -p docs/results/engine/raw
+cp "$out"/ppl.csv "$out"/ppl_chunks.csv "$out"/ppl_merge.csv "$out"/passkey.csv "$out"/speed.csv "$out"/demo.txt \
+  docs/results/engine/raw/
