@@ -33,6 +33,44 @@ struct store_shape {
   index_t layers = 0, kv_heads = 0, q_heads = 0, head_dim = 0;
 };
 
+/// The last `n` tokens of a (T, heads, dim) NHD tensor.
+inline kvcap::kv_tensor<const float> last_tokens(kvcap::kv_tensor<const float> t, index_t n) {
+  n = std::min(n, t.num_tokens);
+  return {t.data + (t.num_tokens - n) * t.num_heads * t.head_dim, n, t.num_heads, t.head_dim};
+}
+
+/// Per layer, the newest `window` queries seen (what window scorers compress with at the end
+/// of a prompt): (layers, window, q_heads, dim), allocated once.
+class query_windows {
+ public:
+  query_windows() = default;
+  query_windows(const store_shape& s, index_t window)
+      : shape_(s), window_(window),
+        data_(static_cast<std::size_t>(s.layers) * window * s.q_heads * s.head_dim, 0.0f),
+        tokens_(static_cast<std::size_t>(s.layers), 0) {}
+
+  bool empty() const { return window_ == 0; }
+  /// Keeps the last `window` tokens of `q` (T, q_heads, dim) as the layer's window.
+  void keep_tail(index_t layer, kvcap::kv_tensor<const float> q) {
+    const auto tail = last_tokens(q, window_);
+    std::copy_n(tail.data, tail.num_tokens * shape_.q_heads * shape_.head_dim, data_.data() + offset(layer));
+    tokens_[layer] = tail.num_tokens;
+  }
+  kvcap::kv_tensor<const float> operator[](index_t layer) const {
+    return {data_.data() + offset(layer), empty() ? 0 : tokens_[layer], shape_.q_heads, shape_.head_dim};
+  }
+
+ private:
+  std::size_t offset(index_t layer) const {
+    return static_cast<std::size_t>(layer) * window_ * shape_.q_heads * shape_.head_dim;
+  }
+
+  store_shape shape_{};
+  index_t window_ = 0;
+  std::vector<float> data_;
+  std::vector<index_t> tokens_;
+};
+
 class full_cache;
 
 class kv_store {
@@ -84,22 +122,11 @@ class full_cache final : public kv_store {
   index_t capacity() const { return capacity_; }
 
   /// Keep the newest `window` queries of each layer's latest chunk (what an oracle replay needs).
-  void record_windows(index_t window, index_t q_heads) {
-    window_ = window;
-    windows_.assign(static_cast<std::size_t>(shape_.layers) * window * q_heads * shape_.head_dim, 0.0f);
-    window_tokens_.assign(static_cast<std::size_t>(shape_.layers), 0);
-  }
+  void record_windows(index_t window) { windows_ = query_windows(shape_, window); }
   /// The recorded window of `layer`: (tokens, q_heads, dim).
-  kvcap::kv_tensor<const float> window(index_t layer) const {
-    return {windows_.data() + static_cast<std::size_t>(layer) * window_ * shape_.q_heads * shape_.head_dim,
-            window_tokens_.empty() ? 0 : window_tokens_[layer], shape_.q_heads, shape_.head_dim};
-  }
+  kvcap::kv_tensor<const float> window(index_t layer) const { return windows_[layer]; }
   void end_of_chunk(index_t layer, kvcap::kv_tensor<const float> q) override {
-    if (window_ == 0) return;
-    const index_t w = std::min(window_, q.num_tokens);
-    std::copy_n(q.data + (q.num_tokens - w) * shape_.q_heads * shape_.head_dim, w * shape_.q_heads * shape_.head_dim,
-                windows_.data() + static_cast<std::size_t>(layer) * window_ * shape_.q_heads * shape_.head_dim);
-    window_tokens_[layer] = w;
+    if (!windows_.empty()) windows_.keep_tail(layer, q);
   }
 
   void append(index_t layer, kvcap::kv_tensor<const float> k, kvcap::kv_tensor<const float> v,
@@ -142,9 +169,7 @@ class full_cache final : public kv_store {
   std::vector<std::vector<float>> k_, v_;
   std::vector<std::vector<kvcap::token_meta>> meta_;
   std::vector<index_t> length_;
-  index_t window_ = 0;
-  std::vector<float> windows_;
-  std::vector<index_t> window_tokens_;
+  query_windows windows_;
 };
 
 /// What the command line can choose.
@@ -183,9 +208,7 @@ class compressed_cache final : public kv_store {
                                           .max_window = needs_window ? o.window : 0},
             {.scorer = scorer, .budget = {.tokens = o.oracle ? std::max(o.prompt_tokens, o.budget) : o.budget}},
             &memory_) {
-    if (o.oracle && needs_window)  // the oracle's window: the prompt's last queries, kept per layer
-      window_.assign(static_cast<std::size_t>(s.layers) * o.window * s.q_heads * s.head_dim, 0.0f);
-    window_tokens_.assign(static_cast<std::size_t>(s.layers), 0);
+    if (o.oracle && needs_window) windows_ = query_windows(s, o.window);  // the prompt's last queries, per layer
   }
 
   /// The formula: storage for (budget + max_chunk) slots per layer, plus the workspace.
@@ -208,18 +231,12 @@ class compressed_cache final : public kv_store {
     smollm2::attend(kv_.layer(layer), q, tokens, shape_.q_heads, q_pos, scratch, out);
   }
   void end_of_chunk(index_t layer, kvcap::kv_tensor<const float> q) override {
-    const index_t w = std::min(options_.window, q.num_tokens);
-    const kvcap::kv_tensor<const float> tail{q.data + (q.num_tokens - w) * shape_.q_heads * shape_.head_dim, w,
-                                             shape_.q_heads, shape_.head_dim};
     if (options_.oracle) {  // remember the newest window; compress only at the end of the prompt
-      if constexpr (needs_window) {
-        std::copy_n(tail.data, w * shape_.q_heads * shape_.head_dim, window_.data() + window_offset(layer));
-        window_tokens_[layer] = w;
-      }
+      if constexpr (needs_window) windows_.keep_tail(layer, q);
       return;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    if constexpr (needs_window) kv_.compress(layer, tail);
+    if constexpr (needs_window) kv_.compress(layer, last_tokens(q, options_.window));
     else kv_.compress(layer);
     kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -228,8 +245,7 @@ class compressed_cache final : public kv_store {
     const auto t0 = std::chrono::steady_clock::now();
     for (index_t l = 0; l < shape_.layers; ++l) {
       if constexpr (needs_window)
-        kv_.compress_to(l, options_.budget,
-                        {window_.data() + window_offset(l), window_tokens_[l], shape_.q_heads, shape_.head_dim});
+        kv_.compress_to(l, options_.budget, windows_[l]);
       else
         kv_.compress_to(l, options_.budget);
     }
@@ -256,8 +272,7 @@ class compressed_cache final : public kv_store {
       if constexpr (needs_window) {
         const auto w = full.window(l);
         if (w.num_tokens == 0) throw std::logic_error("replay: the full cache recorded no query window");
-        std::copy_n(w.data, w.num_tokens * shape_.q_heads * hd, window_.data() + window_offset(l));
-        window_tokens_[l] = w.num_tokens;
+        windows_.keep_tail(l, w);
       }
     }
     end_of_prefill();
@@ -274,17 +289,12 @@ class compressed_cache final : public kv_store {
   const compressor& kv() const { return kv_; }
 
  private:
-  std::size_t window_offset(index_t layer) const {
-    return static_cast<std::size_t>(layer) * options_.window * shape_.q_heads * shape_.head_dim;
-  }
-
   store_shape shape_;
   compression_options options_;
   std::string name_;
   kvcap::host::counting_resource memory_;  // kvcap allocates only through it: its peak is measured here
   compressor kv_;
-  std::vector<float> window_;
-  std::vector<index_t> window_tokens_;
+  query_windows windows_;  // oracle + window scorer only
 };
 
 namespace detail {

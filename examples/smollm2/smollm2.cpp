@@ -288,7 +288,7 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
   engine e(m.net, static_cast<index_t>(std::max<long long>(max_chunk, extra_tokens)), n + extra_tokens + max_chunk);
 
   full_cache full(shape, n + extra_tokens);
-  full.record_windows(window, shape.q_heads);
+  full.record_windows(window);
   run_row fr{.mode = "full", .chunk = max_chunk};
   const auto last_full = e.prefill(ids, meta, full, static_cast<index_t>(max_chunk), &fr.stats);
   fr.peak = fr.formula = full_cache::token_bytes(shape) * static_cast<std::size_t>(n);

@@ -191,7 +191,7 @@ TEST_CASE("an oracle replayed from a full cache equals an oracle prefilled throu
     const auto last = e.prefill(prompt, meta, *direct, chunk);
 
     full_cache full(net.cfg().kv_shape(), 144);
-    full.record_windows(o.window, net.cfg().q_heads);
+    full.record_windows(o.window);
     const auto last_full = e.prefill(prompt, meta, full, chunk);
     const auto replayed = make_store(net.cfg().kv_shape(), o);
     replayed->replay(full);
