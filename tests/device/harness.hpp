@@ -25,6 +25,7 @@
 #include <kvcap/structures/sequence.hpp>
 #include <kvcap/structures/temporal_frames.hpp>
 #include <kvcap/reducers/evict.hpp>
+#include <kvcap/reducers/merge.hpp>
 #include <cmath>
 
 namespace kvcap_test {
@@ -204,9 +205,9 @@ Structure make_structure(rng& r) {
 
 /// One request of a case: a host executor of one layer, driven through random chunks up to
 /// the point where the next call is `compress`.
-template <class T, layout Layout, class Scorer, class Structure>
+template <class T, layout Layout, class Scorer, class Structure, class Reducer = reducers::evict>
 struct host_request {
-  using executor = host::compressor<T, Layout, Scorer, budgets::fixed_tokens, reducers::evict, Structure>;
+  using executor = host::compressor<T, Layout, Scorer, budgets::fixed_tokens, Reducer, Structure>;
   std::unique_ptr<executor> c;
   Structure structure{};
   index_t budget = 0, max_chunk = 0;

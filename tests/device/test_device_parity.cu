@@ -2,9 +2,10 @@
 // executor keeps: thousands of randomized ragged batches across layouts (contiguous NHD/HND,
 // shuffled page pools of random page size, padded per-head runs), element types, scorers
 // (single, structure-aware, composite, forced keep), budgets, chunk histories, value
-// distributions built for ties (small integers, duplicate rows, ±0, overflow to inf/NaN) and
-// protected tokens. The whole storage is compared after each call, so a stray write anywhere
-// (other heads, unused pages, gaps between heads, slots past the new length) fails too.
+// distributions built for ties (small integers, duplicate rows, ±0, overflow to inf/NaN),
+// protected tokens, and the merge reducer. The whole storage is compared after each call, so
+// a stray write anywhere (other heads, unused pages, gaps between heads, slots past the new
+// length) fails too.
 
 #include "device_harness.cuh"
 
@@ -19,14 +20,14 @@ struct case_limits {
   std::vector<index_t> dims = {1, 2, 3, 4, 5, 8, 16, 32, 64, 128};
 };
 
-template <class T, class Layout, class Scorer>
+template <class T, class Layout, class Scorer, class Reducer = reducers::evict>
 void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits) {
   using Structure = structure_for<Scorer>;
   dev::counting_resource mr;
   const index_t heads = r.between(1, limits.max_heads), num_requests = r.between(1, limits.max_requests);
   const index_t dim = limits.dims[static_cast<std::size_t>(r.between(0, static_cast<index_t>(limits.dims.size()) - 1))];
-  const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
-  std::vector<host_request<T, Layout, Scorer, Structure>> requests(static_cast<std::size_t>(num_requests));
+  const dev::compress_policies<Scorer, Structure, Reducer> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
+  std::vector<host_request<T, Layout, Scorer, Structure, Reducer>> requests(static_cast<std::size_t>(num_requests));
   std::vector<host_image<T, Layout>> before(requests.size()), expected(requests.size()), got(requests.size());
   std::vector<std::unique_ptr<device_image<T, Layout>>> images;
   std::vector<layer_view<T, Layout>> views;
@@ -107,4 +108,21 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles"
   // destinations overlap earlier tiles (the read-before-write hand-off between blocks).
   each_scorer<__half, Layout, scorers::key_norm, scorers::recency, scorers::key_diff>(
       14, 8, {.max_heads = 8, .max_requests = 4, .max_budget = 3000, .max_chunk = 800, .dims = {64, 128}});
+}
+
+TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()), Layout, layouts::nhd, layouts::hnd,
+                   layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
+  // The warp-run merge (reducers::merge with device::warp_group) against the host's single
+  // thread: K, V and sizes bit for bit, half and float, over several compress rounds.
+  rng r(15);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int c = 0; c < 40; ++c) {
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::merge>(r, stream, {});
+    device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(r, stream, {});
+    device_matches_host<float, Layout, scorers::key_diff, reducers::merge>(r, stream, {});
+  }
+  device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(
+      r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }

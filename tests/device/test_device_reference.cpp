@@ -376,14 +376,15 @@ struct case_limits {
   index_t max_heads = 4, max_requests = 5, max_budget = 40, max_chunk = 30, min_dim = 1, max_dim = 9;
 };
 
-template <class Layout, class Scorer>
-void reference_matches_host(rng& r, const case_limits& limits = {}) {
+/// Returns the slots standing for more than one token afterwards (merged).
+template <class Layout, class Scorer, class Reducer = reducers::evict>
+index_t reference_matches_host(rng& r, const case_limits& limits = {}) {
   using T = float;
   using Structure = structure_for<Scorer>;
   const index_t heads = r.between(1, limits.max_heads), dim = r.between(limits.min_dim, limits.max_dim),
                 num_requests = r.between(1, limits.max_requests);
-  const dev::compress_policies<Scorer, Structure> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
-  std::vector<host_request<T, Layout, Scorer, Structure>> requests(static_cast<std::size_t>(num_requests));
+  const dev::compress_policies<Scorer, Structure, Reducer> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
+  std::vector<host_request<T, Layout, Scorer, Structure, Reducer>> requests(static_cast<std::size_t>(num_requests));
   std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_requests));
   std::vector<layer_view<T, Layout>> views;
   std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1);
@@ -404,16 +405,29 @@ void reference_matches_host(rng& r, const case_limits& limits = {}) {
   REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
   std::vector<std::byte> temp(bytes);
   REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
+  index_t merged_slots = 0;
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
-    q.c->compress(0);
     const auto& host_view = q.c->layer(0);
+    const auto sizes = [&](index_t head) {
+      index_t sum = 0;
+      for (index_t tok = 0; tok < host_view.length; ++tok) sum += host_view.meta_at(tok, head).size;
+      return sum;
+    };
+    std::vector<index_t> sizes_before;
+    for (index_t head = 0; head < heads; ++head) sizes_before.push_back(sizes(head));
+    q.c->compress(0);
     REQUIRE(lengths_out[i] == host_view.length);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
     const std::string diff = compare_tokens(host_view, images[i].view, lengths);
     INFO(layout_name<Layout>(), " request ", i, " of ", num_requests, ", mode ", static_cast<int>(q.mode), ", dim ", dim);
     REQUIRE(diff == "");
+    for (index_t head = 0; head < heads; ++head) {
+      if constexpr (Reducer::merges) REQUIRE(sizes(head) == sizes_before[head]);  // a merge loses no token
+      for (index_t tok = 0; tok < host_view.length; ++tok) merged_slots += host_view.meta_at(tok, head).size > 1;
+    }
   }
+  return merged_slots;
 }
 
 template <class Layout, class... Scorers>
@@ -445,6 +459,27 @@ TEST_CASE_TEMPLATE("long segments: many compaction tiles, destinations across ti
     reference_matches_host<Layout, scorers::recency>(r, limits);
     reference_matches_host<Layout, scorers::key_diff>(r, limits);
   }
+}
+
+TEST_CASE_TEMPLATE("the reference device algorithm merges what the host executor merges", Layout, layouts::nhd,
+                   layouts::hnd, layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
+  // K, V and sizes compared bit for bit after several append + compress rounds (merged slots
+  // merge again); frames give the merge its structure neighbours (spatial_redundancy), a
+  // sequence only the slots before and after (key_norm, recency).
+  rng r(400 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  index_t merged = 0;
+  for (int c = 0; c < 100; ++c) {
+    merged += reference_matches_host<Layout, scorers::key_norm, reducers::merge>(r);
+    merged += reference_matches_host<Layout, scorers::recency, reducers::merge>(r);
+    merged += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r);
+    merged += reference_matches_host<Layout, scorers::key_diff, reducers::merge>(r);
+  }
+  const case_limits long_limits{.max_heads = 2, .max_requests = 2, .max_budget = 1500, .max_chunk = 600, .min_dim = 64,
+                                .max_dim = 128};
+  for (int c = 0; c < 2; ++c)
+    merged += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r, long_limits);
+  MESSAGE(merged, " merged slots after the calls");
+  CHECK(merged > 1000);  // the merge did fold tokens, many times
 }
 
 namespace {

@@ -13,7 +13,8 @@
 // budget, the device scores every token with the policy's scorer (the same type the host
 // executor runs, through the same context API), keeps the `budget` best by
 // kvcap::ranks_before (protected first, higher score, smaller logical index: a radix select on
-// 64-bit rank keys), and compacts the kept tokens' K, V and metadata to the front of the
+// 64-bit rank keys), lets the policy's reducer fold the dropped tokens into kept ones (merge;
+// evict does nothing), and compacts the kept tokens' K, V and metadata to the front of the
 // segment, stably and in place. No copy of the cache is made and nothing is allocated.
 //
 // Host-side checks (the host executor's, see ragged_plan.cuh) come back as the returned
@@ -25,7 +26,7 @@
 // What the call enqueues on `stream`: 2 memsets, up to 4 small host-to-device copies of the
 // batch description (from pageable memory they are staged by the driver before the call
 // returns, so the spans may be reused at once; to capture the call in a CUDA graph, keep the
-// spans in page-locked memory and unchanged until the graph runs), and 4 to 7 kernels.
+// spans in page-locked memory and unchanged until the graph runs), and 4 to 8 kernels.
 // There is no synchronisation and no device query.
 
 #include <cuda_runtime_api.h>
@@ -34,6 +35,7 @@
 
 #include "compact.cuh"
 #include "plan_kernel.cuh"
+#include "reduce_kernel.cuh"
 #include "ragged_plan.cuh"
 #include "score_kernel.cuh"
 #include "select.cuh"
@@ -89,9 +91,9 @@ status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& 
 }
 
 /// Plan, then rank keys of every token of every active segment.
-template <class T, class Layout, class Scorer, class Structure>
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
 status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& p,
-                      const compress_policies<Scorer, Structure>& policies, cudaStream_t stream) {
+                      const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   constexpr scorer_needs needs = needs_of<Scorer>;
   if (p.active_segments == 0) return ok_status;
   plan_kernel<<<1, plan_threads, 0, stream>>>(ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
@@ -127,6 +129,21 @@ status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& 
   return ok_status;
 }
 
+/// The reducer's turn (a merge folds dropped tokens into kept ones); nothing for evict.
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
+status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& p,
+                      const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
+  if constexpr (Reducer::merges) {
+    if (p.active_segments == 0) return ok_status;
+    const auto blocks = static_cast<unsigned int>((p.active_segments + reduce_warps - 1) / reduce_warps);
+    reduce_kernel<<<blocks, reduce_threads, 0, stream>>>(ws, p.active_segments, policies);
+    KVCAP_CUDA_LAUNCHED(stream);
+  } else {
+    (void)ws, (void)p, (void)policies, (void)stream;
+  }
+  return ok_status;
+}
+
 /// The in-place compaction (it may be enqueued again over the same selection, e.g. after the
 /// cache was restored: it resets its own tile counters).
 template <class T, class Layout>
@@ -147,9 +164,9 @@ status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals&
 
 /// Compresses every segment of `batch` to its budget (see the file comment). With
 /// d_temp_storage == nullptr only writes the workspace bytes this batch needs.
-template <class T, layout Layout, any_scorer Scorer, structure Structure>
+template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 [[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
-                              const compress_policies<Scorer, Structure>& policies, cudaStream_t stream = 0) {
+                              const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
   static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
   plan_totals p;
   if (const status s = plan(batch, p); !s) return s;
@@ -166,6 +183,7 @@ template <class T, layout Layout, any_scorer Scorer, structure Structure>
   if (status s = detail::enqueue_upload(ws, p, batch, stream); !s) return s;
   if (status s = detail::enqueue_scores(ws, p, policies, stream); !s) return s;
   if (status s = detail::enqueue_select(ws, p, stream); !s) return s;
+  if (status s = detail::enqueue_reduce(ws, p, policies, stream); !s) return s;
   if (status s = detail::enqueue_compact(ws, p, batch, stream); !s) return s;
   write_lengths(batch, p);
   return ok_status;

@@ -21,6 +21,8 @@
 #include "../core/config.hpp"
 #include "../core/layer_view.hpp"
 #include "../core/workspace.hpp"
+#include "../reducers/concept.hpp"
+#include "../reducers/evict.hpp"
 #include "../scorers/concept.hpp"
 #include "../structures/sequence.hpp"
 #include "rank_bits.cuh"
@@ -43,14 +45,16 @@ struct compress_batch {
   std::span<index_t> head_lengths_out = {};      ///< (views · kv_heads) optional: each head's tokens afterwards
 };
 
-/// The policies a device compress runs: the scorer and the structure model its neighbour
-/// queries go to. Reducer: evict (merging reducers are host-only for now).
-template <any_scorer Scorer, structure Structure = structures::sequence>
+/// The policies a device compress runs: the scorer, the structure model its (and the
+/// reducer's) neighbour queries go to, and what happens to dropped tokens.
+template <any_scorer Scorer, structure Structure = structures::sequence, reducer Reducer = reducers::evict>
 struct compress_policies {
   using scorer_type = Scorer;
   using structure_type = Structure;
+  using reducer_type = Reducer;
   Scorer scorer{};
   Structure structure{};
+  Reducer reducer{};
 };
 
 /// Declared limits, for a workspace that serves every later call (allocate once, at start-up).

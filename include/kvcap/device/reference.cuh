@@ -2,8 +2,9 @@
 // kvcap/device/reference.cuh — the device algorithm, stage for stage, on the CPU.
 //
 // Same plan, same workspace carve, same score contexts and rank keys, the same metadata
-// checks, the same radix-select steps and the same tiled compaction (each tile stages its
-// moving rows, then writes them), run sequentially over host memory. It exists so that the
+// checks, the same radix-select steps, the same reducer call (one thread: a merge's thread
+// group is single_thread here) and the same tiled compaction (each tile stages its moving
+// rows, then writes them), run sequentially over host memory. It exists so that the
 // algorithm itself (not its CUDA realisation) is tested on any machine against the host
 // executor, and so that device results can be checked against it. Plain C++: any C++20
 // compiler, no CUDA. (It stages rows in a std::vector: it is a test oracle, not a per-chunk
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "ragged_plan.cuh"
+#include "reduce_context.cuh"
 #include "score_context.cuh"
 
 namespace kvcap::device::reference {
@@ -94,9 +96,9 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
 /// in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
 /// nullptr only `temp_bytes` is written. Metadata errors are returned directly (and also
 /// left in the workspace's report, as on the device).
-template <class T, layout Layout, any_scorer Scorer, structure Structure>
+template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
-                const compress_policies<Scorer, Structure>& policies) {
+                const compress_policies<Scorer, Structure, Reducer>& policies) {
   static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
   constexpr scorer_needs needs = needs_of<Scorer>;
   constexpr index_t num_components = needs.num_components;
@@ -166,10 +168,15 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   }
   if (ws.report->code != 0) return to_status(*ws.report);
 
-  // Compact, tile by tile.
+  // The reducer's turn, then compaction tile by tile.
   std::vector<std::byte> staging;
   for (index_t a = 0; a < p.active_segments; ++a) {
     const plan_segment& seg = ws.segments[a];
+    if constexpr (Reducer::merges) {
+      segment_reduce_context<T, Layout, Structure> rctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
+                                                        ws.keys + ws.token_indptr[a], ws.selections[a]};
+      policies.reducer.reduce(rctx);
+    }
     const index_t tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];
     for (index_t tile = 0; tile < tiles; ++tile)
       compact_tile(ws.views[seg.view], seg, ws.keys + ws.token_indptr[a], ws.selections[a], tile, p.tile_tokens,

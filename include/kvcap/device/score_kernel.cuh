@@ -50,10 +50,10 @@ __device__ inline token_site<T, Layout, Structure> site_of(const workspace_layou
   return {a, g - ws.token_indptr[a], seg, {ws.views + seg.view, structure, seg.head, seg.length, mean}};
 }
 
-template <class T, class Layout, class Scorer, class Structure>
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(token_threads)
     norms_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim,
-                 compress_policies<Scorer, Structure> policies) {
+                 compress_policies<Scorer, Structure, Reducer> policies) {
   for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
        g += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const auto s = site_of(ws, active, g, &policies.structure, head_dim);
@@ -61,8 +61,8 @@ __global__ void __launch_bounds__(token_threads)
   }
 }
 
-template <class T, class Layout, class Scorer, class Structure>
-__global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, compress_policies<Scorer, Structure> policies) {
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
+__global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, compress_policies<Scorer, Structure, Reducer> policies) {
   const index_t a = blockIdx.x;
   const plan_segment seg = ws.segments[a];
   const segment_score_context<T, Layout, Structure> ctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
@@ -72,10 +72,10 @@ __global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, co
     ws.mean_keys[a * head_dim + dim] = mean_unit_key_at(ctx, norms, dim);
 }
 
-template <class T, class Layout, class Scorer, class Structure>
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(token_threads)
     components_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim,
-                      compress_policies<Scorer, Structure> policies) {
+                      compress_policies<Scorer, Structure, Reducer> policies) {
   constexpr index_t num = num_components_v<Scorer>;
   for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
        g += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -94,10 +94,10 @@ __global__ void stats_kernel(workspace_layout<T, Layout> ws, index_t active) {
   component_stats(ws.components + num * ws.token_indptr[a] + c * n, n, ws.component_stats + 2 * (num * a + c));
 }
 
-template <class T, class Layout, class Scorer, class Structure>
+template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(token_threads)
     keys_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim, index_t num_kv_heads,
-                compress_policies<Scorer, Structure> policies) {
+                compress_policies<Scorer, Structure, Reducer> policies) {
   constexpr index_t num = num_components_v<Scorer>;
   for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
        g += static_cast<index_t>(gridDim.x) * blockDim.x) {

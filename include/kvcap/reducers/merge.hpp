@@ -4,18 +4,27 @@
 // Candidates for a dropped token are the kept tokens next to it: the nearest kept slot
 // before and after it in the cache, and its kept structure neighbours (the same patch in
 // the previous and next frame, the 4 grid neighbours). It merges into the candidate whose
-// key has the highest cosine with its own (ties: the smaller slot), as a size-weighted
-// average:  k ← (s_t·k_t + s_d·k_d) / (s_t + s_d), the same for v, s_t ← s_t + s_d.
-// Dropped tokens are folded in ascending slot order, so the result is deterministic.
+// key has the highest cosine with its own (ties, and cosines that are NaN because a norm
+// overflowed, which count as −inf: the smaller slot), as a size-weighted average:
+//     k ← (s_t·k_t + s_d·k_d) / (s_t + s_d),  the same for v,  s_t ← s_t + s_d.
+// Dropped tokens are folded in ascending slot order (a later token's cosines see the keys
+// earlier folds wrote), so the result is deterministic.
 //
 // `meta.size` then counts the prompt tokens a slot stands for: an engine may add log(size)
 // to that slot's attention logit so that a merged token keeps the attention mass of the
 // tokens it absorbed (the proportional-attention correction of token merging, ToMe).
 // Keys are averaged after RoPE; tokens of nearby positions rotate alike, which is why
 // candidates are neighbours. Positions and all other metadata of the kept token stay.
+//
+// The body is written once for a thread group (core/thread_group.hpp): the host runs it
+// alone, the device with a warp that shares out the candidates' cosines and the fold's
+// elements. Each cosine is computed whole by one thread and the choice is an argmax under a
+// total order, so both keep bit-identical caches.
 
 #include <type_traits>
 
+#include "../core/ranking.hpp"
+#include "../core/thread_group.hpp"
 #include "../scorers/temporal_redundancy.hpp"
 #include "concept.hpp"
 
@@ -23,48 +32,77 @@ namespace kvcap::reducers {
 
 struct merge {
   static constexpr bool merges = true;
+  static constexpr int max_candidates = 8;  ///< before, after, 6 structure neighbours
 
   template <class Context>
   KVCAP_HOST_DEVICE void reduce(Context& ctx) const {
-    const index_t n = ctx.num_tokens();
-    for (index_t tok = 0; tok < n; ++tok)
-      if (!ctx.is_kept(tok)) fold(ctx, tok, best_target(ctx, tok));
+    reduce(ctx, single_thread{});
   }
 
+  /// The same, run by every thread of `group` together.
+  template <class Context, class Group>
+  KVCAP_HOST_DEVICE void reduce(Context& ctx, const Group& group) const {
+    const index_t n = ctx.num_tokens();
+    for (index_t tok = 0; tok < n; ++tok)
+      if (!ctx.is_kept(tok)) fold(ctx, tok, best_target(ctx, tok, group), group);
+  }
+
+  /// A candidate and its cosine with the dropped token; `better` is a total order.
+  struct choice {
+    float cosine = 0.f;
+    index_t slot = -1;  ///< -1: none
+    KVCAP_HOST_DEVICE static constexpr choice better(const choice& a, const choice& b) {
+      if (a.slot < 0 || b.slot < 0) return a.slot < 0 ? b : a;
+      if (a.cosine != b.cosine) return a.cosine > b.cosine ? a : b;
+      return a.slot < b.slot ? a : b;
+    }
+  };
+
+  /// The kept slots `tok` may merge into (possibly repeated), in `out`; returns how many.
   template <class Context>
-  KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok) {
-    index_t best = -1;
-    float best_cos = 0.f;
-    const auto consider = [&](index_t cand) {
-      if (cand < 0 || !ctx.is_kept(cand)) return;
-      const float c = scorers::cosine(ctx.key(tok), ctx.key(cand));
-      if (best < 0 || c > best_cos || (c == best_cos && cand < best)) best = cand, best_cos = c;
-    };
+  KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, index_t (&out)[max_candidates]) {
+    int count = 0;
     index_t before = tok - 1, after = tok + 1;
     while (before >= 0 && !ctx.is_kept(before)) --before;
     while (after < ctx.num_tokens() && !ctx.is_kept(after)) ++after;
-    consider(before);
-    if (after < ctx.num_tokens()) consider(after);
+    if (before >= 0) out[count++] = before;
+    if (after < ctx.num_tokens()) out[count++] = after;
     constexpr grid_offset steps[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
     index_t slot = 0;
     for (const grid_offset& d : steps)
-      if (ctx.neighbour(tok, d, slot)) consider(slot);
-    return best;
+      if (ctx.neighbour(tok, d, slot) && ctx.is_kept(slot)) out[count++] = slot;
+    return count;
   }
 
-  template <class Context>
-  KVCAP_HOST_DEVICE static void fold(Context& ctx, index_t tok, index_t target) {
+  /// The candidate `tok` merges into, or -1 when none is kept.
+  template <class Context, class Group = single_thread>
+  KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok, const Group& group = {}) {
+    index_t cand[max_candidates];
+    const int count = candidates(ctx, tok, cand);
+    choice best;
+    for (int i = group.rank(); i < count; i += group.size()) {
+      const float c = scorers::cosine(ctx.key(tok), ctx.key(cand[i]));
+      best = choice::better(best, {sanitize_score(c), cand[i]});
+    }
+    return all_reduce(group, best, choice::better).slot;
+  }
+
+  /// k, v and size of `target` ← the size-weighted average with `tok` (no-op for -1).
+  template <class Context, class Group = single_thread>
+  KVCAP_HOST_DEVICE static void fold(Context& ctx, index_t tok, index_t target, const Group& group = {}) {
     if (target < 0) return;  // nothing kept in this head: the token is simply evicted
     auto& into = ctx.meta(target);
     const float wt = static_cast<float>(into.size), wd = static_cast<float>(ctx.meta(tok).size);
     const float inv = 1.f / (wt + wd);
     const auto kt = ctx.key(target), kd = ctx.key(tok), vt = ctx.value(target), vd = ctx.value(tok);
     using element = std::remove_cv_t<std::remove_pointer_t<decltype(kt.data)>>;
-    for (index_t i = 0; i < kt.size; ++i) {
+    for (index_t i = group.rank(); i < kt.size; i += group.size()) {
       kt.data[i] = static_cast<element>((wt * kt[i] + wd * kd[i]) * inv);
       vt.data[i] = static_cast<element>((wt * vt[i] + wd * vd[i]) * inv);
     }
-    into.size += ctx.meta(tok).size;
+    group.sync();  // every thread has read the sizes
+    if (group.rank() == 0) into.size += ctx.meta(tok).size;
+    group.sync();  // the next token sees this fold
   }
 };
 static_assert(reducer<merge>);

@@ -1,0 +1,36 @@
+#pragma once
+// kvcap/core/thread_group.hpp — the threads that run one policy call together.
+//
+// A policy whose work splits across threads (a merging reducer's candidate cosines and row
+// folds) is written once against a group: rank() and size() to share out a loop, sync() to
+// order its memory effects, shuffle_xor() to combine per-thread results. The host executor
+// runs it with `single_thread` (size 1: every loop runs whole, all_reduce is the identity);
+// the device runs the same body with a warp (kvcap/device/warp_group.cuh). For the two to
+// agree bit for bit, what a group combines must not depend on the order it is combined in
+// (an argmax under a total order, say) and per-element work must be the same per thread.
+// Plain C++ with host/device annotations.
+
+#include "config.hpp"
+
+namespace kvcap {
+
+/// One thread alone: the host executor's group.
+struct single_thread {
+  KVCAP_HOST_DEVICE constexpr int rank() const { return 0; }
+  KVCAP_HOST_DEVICE constexpr int size() const { return 1; }
+  KVCAP_HOST_DEVICE constexpr void sync() const {}
+  template <class V>
+  KVCAP_HOST_DEVICE constexpr V shuffle_xor(V v, int) const {
+    return v;
+  }
+};
+
+/// `op` folded over every thread's `v` (a butterfly: every thread gets the result). `op` must
+/// be commutative and associative for the result not to depend on the group's size.
+template <class Group, class V, class Op>
+KVCAP_HOST_DEVICE constexpr V all_reduce(const Group& g, V v, Op op) {
+  for (int mask = 1; mask < g.size(); mask *= 2) v = op(v, g.shuffle_xor(v, mask));
+  return v;
+}
+
+}  // namespace kvcap
