@@ -171,6 +171,7 @@ std::string compare_tokens(const layer_view<T, A>& x, const layer_view<T, B>& y,
 template <class S>
 S make_scorer(rng& r) {
   if constexpr (std::is_same_v<S, scorers::recency>) return {.num_sinks = r.between(0, 6)};
+  else if constexpr (std::is_same_v<S, scorers::observation_window>) return {.pool_radius = r.between(0, 3)};
   else if constexpr (std::is_same_v<S, scorers::temporal_redundancy>) return {.max_lookback = r.between(1, 3)};
   else if constexpr (std::is_same_v<S, scorers::pooled_value_norm>) return {.radius = r.between(0, 2)};
   else if constexpr (requires { S{}.num_recent; }) {
@@ -208,11 +209,36 @@ Structure make_structure(rng& r) {
 template <class T, layout Layout, class Scorer, class Structure, class Reducer = reducers::evict>
 struct host_request {
   using executor = host::compressor<T, Layout, Scorer, budgets::fixed_tokens, Reducer, Structure>;
+  static constexpr bool windowed = Scorer::inputs.window_mass;
   std::unique_ptr<executor> c;
   Structure structure{};
   index_t budget = 0, max_chunk = 0;
   values mode = values::normal;
   index_t next_index = 0, num_protected = 0;
+  // Window scorers: GQA group, most window queries, causal (the chunk's tail) or not, and the
+  // window of the next compress (see next_window).
+  index_t group = 1, max_window = 0;
+  bool causal = true;
+  std::vector<T> queries;
+  kv_tensor<const T> window{};
+
+  /// Draws the observation window the next compress uses (none for other scorers).
+  void next_window(rng& r) {
+    window = {};
+    if constexpr (windowed) {
+      const index_t heads = c->shape().num_q_heads, dim = c->shape().head_dim, length = c->length(0);
+      if (causal && length == 0) return;  // nothing resident: nothing to compress
+      const index_t w = r.between(1, causal ? std::min(max_window, length) : max_window);
+      queries.resize(static_cast<std::size_t>(w * heads * dim));
+      for (auto& x : queries) x = draw<T>(r, mode == values::huge ? values::normal : mode, nullptr, 0);
+      window = {queries.data(), w, heads, dim, r.chance(0.5) ? kv_layout::nhd : kv_layout::hnd};
+    }
+  }
+  /// The host executor's compress with the drawn window.
+  void compress() {
+    if (windowed && window.data == nullptr) return;
+    c->compress(0, window, causal);
+  }
 
   void append_chunk(rng& r, index_t n) {
     const index_t heads = c->shape().num_kv_heads, dim = c->shape().head_dim;
@@ -239,24 +265,99 @@ struct host_request {
   }
 
   /// Random history: a few append + compress rounds, then a last append (no compress).
+  /// Window scorers: `window_group` query heads per kv-head, windows `window_causal` or not.
   void drive(rng& r, index_t heads, index_t dim, const Scorer& scorer, const Structure& s, index_t max_budget = 40,
-             index_t max_chunk_limit = 30) {
+             index_t max_chunk_limit = 30, index_t window_group = 1, bool window_causal = true) {
     structure = s;
     budget = r.between(1, max_budget);
     max_chunk = r.between(1, max_chunk_limit);
-    mode = static_cast<values>(r.between(0, 3));
-    const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads, .head_dim = dim,
-                                       .max_chunk = max_chunk};
+    mode = static_cast<values>(r.between(0, windowed ? 2 : 3));  // windows: no overflowing logits
+    group = window_group, causal = window_causal, max_window = windowed ? r.between(1, 8) : 0;
+    const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads * group,
+                                       .head_dim = dim, .max_chunk = max_chunk, .max_window = max_window};
     c = std::make_unique<executor>(
         shape, typename executor::policies{.scorer = scorer, .budget = {.tokens = budget}, .structure = structure});
     const index_t rounds = r.between(0, 4);
     for (index_t round = 0; round <= rounds; ++round) {
       const index_t room = budget + max_chunk - c->length(0);
       append_chunk(r, r.between(0, std::min(room, max_chunk)));
-      if (round < rounds) c->compress(0);
+      if (round < rounds) next_window(r), compress();
     }
   }
 };
+
+/// The host executor's score of every slot of `head` for a window scorer (host::window_mass,
+/// then the scorer through the host's context), to tell near-ties from disagreements.
+template <class T, layout Layout, class Scorer, class Structure>
+std::vector<float> host_window_scores(const layer_view<T, Layout>& view, index_t head, const Scorer& scorer,
+                                      const Structure& structure, const kv_tensor<const T>& window, bool causal) {
+  const index_t n = view.length_of(head), dim = view.mapping.head_dim;
+  const index_t rows = window.num_tokens * (window.num_heads / view.mapping.num_heads);
+  std::vector<float> buffers(static_cast<std::size_t>(rows * dim + host::window_mass_workspace::key_tile * dim +
+                                                      rows * host::window_mass_workspace::key_tile + 2 * rows + n));
+  float* at = buffers.data();
+  host::window_mass_workspace ws;
+  ws.max_rows = rows;
+  ws.queries = at, at += rows * dim;
+  ws.keys = at, at += host::window_mass_workspace::key_tile * dim;
+  ws.logits = at, at += rows * host::window_mass_workspace::key_tile;
+  ws.row_max = at, at += rows;
+  ws.row_sum = at, at += rows;
+  ws.mass = at;
+  host::window_mass(view, head, window, causal, ws);
+  const index_t next = n > 0 ? view.meta_at(n - 1, head).index + 1 : 0;
+  const host::score_context<T, Layout, Structure> ctx{{&view, &structure, head}, next, nullptr, ws.mass};
+  std::vector<float> scores(static_cast<std::size_t>(n));
+  for (index_t tok = 0; tok < n; ++tok) scores[tok] = sanitize_score(scorer.score(ctx, tok));
+  return scores;
+}
+
+/// Window scorers (window mass equal to float rounding, not bit for bit): compares the kept
+/// set of `got` with the host's (`expected`) per head, both compressed from `before`. They
+/// may differ only by tokens whose host scores lie within `tol` of the score of the host's
+/// last kept unprotected token; `got` must hold its kept tokens in ascending order with the
+/// bytes they had in `before`. Counts the near-tie swaps in `near_ties`. "" when all holds.
+template <class T, layout A, layout B, layout C>
+std::string compare_kept_near_ties(const layer_view<T, A>& before, std::span<const index_t> lengths_before,
+                                   const std::vector<std::vector<float>>& scores, const layer_view<T, B>& expected,
+                                   const layer_view<T, C>& got, std::span<const index_t> lengths, float tol,
+                                   index_t& near_ties) {
+  const index_t heads = before.mapping.num_heads, dim = before.mapping.head_dim;
+  for (index_t head = 0; head < heads; ++head) {
+    const auto where = " at head " + std::to_string(head);
+    std::vector<std::int64_t> want, have;
+    for (index_t tok = 0; tok < lengths[head]; ++tok)
+      want.push_back(expected.meta_at(tok, head).index), have.push_back(got.meta_at(tok, head).index);
+    // got: a stable compaction of `before`, rows unchanged.
+    index_t from = 0;
+    for (index_t tok = 0; tok < lengths[head]; ++tok) {
+      while (from < lengths_before[head] && before.meta_at(from, head).index != have[tok]) ++from;
+      if (from == lengths_before[head]) return "kept token not found in order" + where;
+      if (!(before.meta_at(from, head) == got.meta_at(tok, head)) ||
+          std::memcmp(before.k + before.mapping(from, head), got.k + got.mapping(tok, head), dim * sizeof(T)) != 0 ||
+          std::memcmp(before.v + before.mapping(from, head), got.v + got.mapping(tok, head), dim * sizeof(T)) != 0)
+        return "kept row changed" + where + " slot " + std::to_string(tok);
+    }
+    if (want == have) continue;
+    float cutoff = HUGE_VALF;
+    for (index_t from_slot = 0; from_slot < lengths_before[head]; ++from_slot) {
+      const token_meta& m = before.meta_at(from_slot, head);
+      if (!m.is_protected && std::find(want.begin(), want.end(), m.index) != want.end())
+        cutoff = std::min(cutoff, scores[head][from_slot]);
+    }
+    for (index_t slot = 0; slot < lengths_before[head]; ++slot) {
+      const std::int64_t index = before.meta_at(slot, head).index;
+      const bool in_want = std::find(want.begin(), want.end(), index) != want.end();
+      const bool in_have = std::find(have.begin(), have.end(), index) != have.end();
+      if (in_want == in_have) continue;
+      if (!(std::fabs(scores[head][slot] - cutoff) <= tol))
+        return "kept sets differ" + where + " at index " + std::to_string(index) + " (score " +
+               std::to_string(scores[head][slot]) + ", cutoff " + std::to_string(cutoff) + ")";
+      ++near_ties;
+    }
+  }
+  return {};
+}
 
 /// The per-head oracle: scores through the host executor's own context (with the host
 /// executor's shared-input and z-score code), ranks with kvcap::ranks_before by a full sort,

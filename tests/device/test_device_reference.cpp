@@ -376,21 +376,34 @@ struct case_limits {
   index_t max_heads = 4, max_requests = 5, max_budget = 40, max_chunk = 30, min_dim = 1, max_dim = 9;
 };
 
-/// Returns the slots standing for more than one token afterwards (merged).
+/// Window scores (pooled attention masses, at most 1) the device may round differently.
+constexpr float window_score_tolerance = 1e-5f;
+
+/// What a case saw: slots standing for more than one token afterwards (merged), and kept-set
+/// swaps between near-tied tokens (window scorers).
+struct case_counts {
+  index_t merged_slots = 0, near_ties = 0;
+  case_counts& operator+=(const case_counts& o) { return merged_slots += o.merged_slots, near_ties += o.near_ties, *this; }
+};
+
 template <class Layout, class Scorer, class Reducer = reducers::evict>
-index_t reference_matches_host(rng& r, const case_limits& limits = {}) {
+case_counts reference_matches_host(rng& r, const case_limits& limits = {}) {
   using T = float;
   using Structure = structure_for<Scorer>;
+  constexpr bool windowed = Scorer::inputs.window_mass;
   const index_t heads = r.between(1, limits.max_heads), dim = r.between(limits.min_dim, limits.max_dim),
                 num_requests = r.between(1, limits.max_requests);
+  const index_t group = windowed ? r.between(1, 4) : 1;  // GQA
+  const bool causal = !windowed || r.chance(0.7);
   const dev::compress_policies<Scorer, Structure, Reducer> policies{make_scorer<Scorer>(r), make_structure<Structure>(r)};
   std::vector<host_request<T, Layout, Scorer, Structure, Reducer>> requests(static_cast<std::size_t>(num_requests));
   std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_requests));
   std::vector<layer_view<T, Layout>> views;
   std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1);
+  std::vector<kv_tensor<const T>> windows;
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
-    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk);
+    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk, group, causal);
     const auto& host_view = q.c->layer(0);
     arrange(images[i], r, host_view.capacity(), heads, dim);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
@@ -398,14 +411,17 @@ index_t reference_matches_host(rng& r, const case_limits& limits = {}) {
     images[i].view.length = host_view.length;
     views.push_back(images[i].view);
     budgets.push_back(q.budget);
+    q.next_window(r);
+    windows.push_back(q.window);
   }
   dev::compress_batch<T, Layout> batch{views, budgets};
   batch.lengths_out = lengths_out;
+  if (windowed) batch.windows = windows, batch.window_is_chunk_tail = causal;
   std::size_t bytes = 0;
   REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
   std::vector<std::byte> temp(bytes);
   REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
-  index_t merged_slots = 0;
+  case_counts counts;
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
     const auto& host_view = q.c->layer(0);
@@ -416,18 +432,34 @@ index_t reference_matches_host(rng& r, const case_limits& limits = {}) {
     };
     std::vector<index_t> sizes_before;
     for (index_t head = 0; head < heads; ++head) sizes_before.push_back(sizes(head));
-    q.c->compress(0);
+    // Window scorers: the cache and the host's scores before it compresses, for near-ties.
+    host_image<T, Layout> before;
+    std::vector<std::vector<float>> scores;
+    const std::vector<index_t> lengths_before(static_cast<std::size_t>(heads), host_view.length);
+    if constexpr (windowed)
+      if (q.window.data != nullptr) {
+        arrange(before, r, host_view.capacity(), heads, dim);
+        copy_tokens(host_view, before.view, lengths_before);
+        before.view.length = host_view.length;
+        for (index_t head = 0; head < heads; ++head)
+          scores.push_back(host_window_scores(host_view, head, policies.scorer, policies.structure, q.window, causal));
+      }
+    q.compress();
     REQUIRE(lengths_out[i] == host_view.length);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
-    const std::string diff = compare_tokens(host_view, images[i].view, lengths);
     INFO(layout_name<Layout>(), " request ", i, " of ", num_requests, ", mode ", static_cast<int>(q.mode), ", dim ", dim);
-    REQUIRE(diff == "");
+    if (scores.empty()) {
+      REQUIRE(compare_tokens(host_view, images[i].view, lengths) == "");
+    } else {
+      REQUIRE(compare_kept_near_ties(before.view, lengths_before, scores, host_view, images[i].view, lengths,
+                                     window_score_tolerance, counts.near_ties) == "");
+    }
     for (index_t head = 0; head < heads; ++head) {
       if constexpr (Reducer::merges) REQUIRE(sizes(head) == sizes_before[head]);  // a merge loses no token
-      for (index_t tok = 0; tok < host_view.length; ++tok) merged_slots += host_view.meta_at(tok, head).size > 1;
+      for (index_t tok = 0; tok < host_view.length; ++tok) counts.merged_slots += host_view.meta_at(tok, head).size > 1;
     }
   }
-  return merged_slots;
+  return counts;
 }
 
 template <class Layout, class... Scorers>
@@ -467,19 +499,35 @@ TEST_CASE_TEMPLATE("the reference device algorithm merges what the host executor
   // merge again); frames give the merge its structure neighbours (spatial_redundancy), a
   // sequence only the slots before and after (key_norm, recency).
   rng r(400 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
-  index_t merged = 0;
+  case_counts counts;
   for (int c = 0; c < 100; ++c) {
-    merged += reference_matches_host<Layout, scorers::key_norm, reducers::merge>(r);
-    merged += reference_matches_host<Layout, scorers::recency, reducers::merge>(r);
-    merged += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r);
-    merged += reference_matches_host<Layout, scorers::key_diff, reducers::merge>(r);
+    counts += reference_matches_host<Layout, scorers::key_norm, reducers::merge>(r);
+    counts += reference_matches_host<Layout, scorers::recency, reducers::merge>(r);
+    counts += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r);
+    counts += reference_matches_host<Layout, scorers::key_diff, reducers::merge>(r);
   }
   const case_limits long_limits{.max_heads = 2, .max_requests = 2, .max_budget = 1500, .max_chunk = 600, .min_dim = 64,
                                 .max_dim = 128};
   for (int c = 0; c < 2; ++c)
-    merged += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r, long_limits);
-  MESSAGE(merged, " merged slots after the calls");
-  CHECK(merged > 1000);  // the merge did fold tokens, many times
+    counts += reference_matches_host<Layout, scorers::spatial_redundancy, reducers::merge>(r, long_limits);
+  MESSAGE(counts.merged_slots, " merged slots after the calls");
+  CHECK(counts.merged_slots > 1000);  // the merge did fold tokens, many times
+}
+
+TEST_CASE_TEMPLATE("the reference device algorithm keeps what the host keeps by window attention (to near-ties)",
+                   Layout, layouts::nhd, layouts::hnd, layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
+  // SnapKV's observation window: causal chunk tails and free-standing proxies, GQA groups 1-4,
+  // windows of 1-8 queries, pooling radius 0-3, value modes with exact ties (small integers,
+  // duplicates). The device's window mass is not the host's bit for bit (exp, summation
+  // order), so kept sets may differ only between near-tied tokens; every kept row must be
+  // intact and in order.
+  rng r(500 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  case_counts counts;
+  for (int c = 0; c < 150; ++c) counts += reference_matches_host<Layout, scorers::observation_window>(r);
+  const case_limits long_limits{.max_heads = 2, .max_requests = 2, .max_budget = 1500, .max_chunk = 600, .min_dim = 64,
+                                .max_dim = 128};
+  for (int c = 0; c < 3; ++c) counts += reference_matches_host<Layout, scorers::observation_window>(r, long_limits);
+  MESSAGE(counts.near_ties, " near-tie swaps");
 }
 
 namespace {

@@ -40,6 +40,7 @@
 #include "score_kernel.cuh"
 #include "select.cuh"
 #include "status.cuh"
+#include "window_kernel.cuh"
 
 namespace kvcap::device {
 
@@ -87,6 +88,24 @@ status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if (ws.head_budgets)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes(),
                                    cudaMemcpyHostToDevice, stream));
+  if (ws.windows)
+    KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.windows, batch.windows.data(), batch.windows.size_bytes(), cudaMemcpyHostToDevice,
+                                   stream));
+  return ok_status;
+}
+
+/// The window's attention mass of every token of every active segment (window scorers).
+template <class T, class Layout>
+status enqueue_window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
+  const index_t block_rows = window_block_rows(p.head_dim), row_blocks = (p.window_rows + block_rows - 1) / block_rows;
+  const std::size_t smem = window_smem_bytes(block_rows, p.head_dim);
+  window_stats_kernel<<<static_cast<unsigned int>(p.active_segments * row_blocks), window_threads, smem, stream>>>(
+      ws, row_blocks, block_rows, p.window_rows, p.head_dim, p.window_causal);
+  KVCAP_CUDA_LAUNCHED(stream);
+  const dim3 grid(static_cast<unsigned int>((p.max_length + window_key_tile - 1) / window_key_tile),
+                  static_cast<unsigned int>(p.active_segments));
+  window_mass_kernel<<<grid, window_threads, smem, stream>>>(ws, block_rows, p.window_rows, p.head_dim, p.window_causal);
+  KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
 
@@ -98,6 +117,9 @@ status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if (p.active_segments == 0) return ok_status;
   plan_kernel<<<1, plan_threads, 0, stream>>>(ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
+  if constexpr (needs.window_mass) {
+    if (status s = enqueue_window_mass(ws, p, stream); !s) return s;
+  }
   const unsigned int token_grid = grid_for(p.tokens, token_threads);
   if constexpr (needs.mean_unit_key) {
     norms_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
@@ -167,9 +189,8 @@ status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals&
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 [[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
                               const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
-  static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
   plan_totals p;
-  if (const status s = plan(batch, p); !s) return s;
+  if (const status s = plan(batch, p, needs_of<Scorer>); !s) return s;
   const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
   if (d_temp_storage == nullptr) {
     temp_storage_bytes = need;

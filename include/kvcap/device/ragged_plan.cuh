@@ -19,6 +19,7 @@
 #include <span>
 
 #include "../core/config.hpp"
+#include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
 #include "../core/workspace.hpp"
 #include "../reducers/concept.hpp"
@@ -28,6 +29,7 @@
 #include "rank_bits.cuh"
 #include "score_context.cuh"
 #include "status.cuh"
+#include "window_tiles.cuh"
 
 namespace kvcap::device {
 
@@ -43,6 +45,14 @@ struct compress_batch {
   std::span<const index_t> head_budgets = {};    ///< (views · kv_heads) optional per-head budgets
   std::span<index_t> lengths_out = {};           ///< (views) optional: each view's longest head afterwards
   std::span<index_t> head_lengths_out = {};      ///< (views · kv_heads) optional: each head's tokens afterwards
+  /// (views) the observation window of each view's compress, for window scorers
+  /// (scorers::observation_window; read by no other scorer): queries of shape (w, q_heads,
+  /// head_dim), q_heads a multiple of kv_heads (GQA), in device memory, as the host executor's
+  /// `window` argument.
+  std::span<const kv_tensor<const T>> windows = {};
+  /// The windows are the chunks' last w queries (causal: query j sees slots ≤ length − w + j),
+  /// or a proxy such as the question that sees every resident token.
+  bool window_is_chunk_tail = true;
 };
 
 /// The policies a device compress runs: the scorer, the structure model its (and the
@@ -63,6 +73,7 @@ struct workspace_limits {
   index_t num_kv_heads = 1;
   index_t head_dim = 0;
   index_t max_capacity = 0;  ///< most resident tokens of one head in any call (budget + max chunk)
+  index_t max_window_rows = 0;  ///< window scorers: most window queries × GQA group of a view
 };
 
 /// Resident and kept tokens of one segment.
@@ -112,6 +123,10 @@ struct plan_totals {
   index_t tokens = 0;           ///< tokens of active segments
   index_t tiles = 0;            ///< compaction tiles of active segments
   index_t tile_tokens = 1;
+  index_t max_length = 0;       ///< longest active segment
+  index_t window_rows = 0;      ///< window scorers: most window queries × GQA group of a view
+  index_t num_q_heads = 0;      ///< window scorers: query heads of the windows
+  bool window_causal = true;    ///< window scorers: the windows are the chunks' tails
   bool head_lengths = false, head_budgets = false;
 };
 
@@ -135,6 +150,9 @@ struct workspace_layout {
   selection* selections = nullptr;           // (active)
   std::int32_t* tile_kept_before = nullptr;  // (tiles) kept slots of the segment before the tile
   std::int32_t* tile_done = nullptr;         // (tiles + 1) tile has read its rows; [tiles] = tile counter
+  kv_tensor<const T>* windows = nullptr;     // (views) copy of the batch's windows, window scorers
+  float* window_stats = nullptr;             // (active, window rows, 2) softmax max and normaliser, idem
+  float* window_mass = nullptr;              // (tokens) attention mass of the window, idem
 };
 
 template <class T, layout Layout, class Carver>
@@ -157,6 +175,11 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, sco
   ws.selections = w.template take<selection>(p.active_segments);
   ws.tile_kept_before = w.template take<std::int32_t>(p.tiles);
   ws.tile_done = w.template take<std::int32_t>(p.tiles + 1);
+  if (needs.window_mass) {
+    ws.windows = w.template take<kv_tensor<const T>>(p.num_views);
+    ws.window_stats = w.template take<float>(2 * p.active_segments * p.window_rows);
+    ws.window_mass = w.template take<float>(p.tokens);
+  }
   return ws;
 }
 
@@ -178,6 +201,8 @@ constexpr std::size_t workspace_bound(const workspace_limits& limits) {
   p.tokens = p.num_segments * limits.max_capacity;
   p.tile_tokens = tile_tokens_for(limits.head_dim, static_cast<index_t>(sizeof(T)));
   p.tiles = p.num_segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
+  p.max_length = limits.max_capacity;
+  p.window_rows = limits.max_window_rows;
   p.head_lengths = p.head_budgets = true;
   const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
   p.head_budgets = false;  // then `budgets` is carved instead: take the larger
@@ -192,15 +217,49 @@ constexpr status check_mapping(const Mapping& m, index_t view) {
     if (m.page_size <= 0) return status::failure(errc::invalid_argument, "views[].mapping.page_size", view, 1, m.page_size);
   return ok_status;
 }
+
+/// The windows of a window scorer: one per view (empty: {} for a view with nothing to drop,
+/// see plan), p.head_dim wide, the same query heads in every view (a multiple of kv_heads),
+/// and head_dim small enough for one block's staging.
+template <class T, layout Layout>
+constexpr status check_windows(const compress_batch<T, Layout>& batch, plan_totals& p) {
+  const auto num_views = static_cast<index_t>(batch.views.size());
+  if (static_cast<index_t>(batch.windows.size()) != num_views)
+    return status::failure(errc::invalid_argument, "windows.size() (a window scorer needs one window per view)", -1,
+                           num_views, static_cast<index_t>(batch.windows.size()));
+  for (index_t view = 0; view < num_views; ++view) {
+    const kv_tensor<const T>& w = batch.windows[view];
+    if (w.data == nullptr && w.num_tokens == 0) continue;  // empty
+    if (w.data == nullptr || w.num_tokens <= 0)
+      return status::failure(errc::invalid_argument, "windows[].num_tokens (>= 1 query, at non-null data)", view, 1,
+                             w.num_tokens);
+    if (p.num_q_heads == 0) p.num_q_heads = w.num_heads;
+    if (p.num_q_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0)
+      return status::failure(errc::shape_mismatch, "windows[].num_heads (a positive multiple of num_kv_heads)", view,
+                             p.num_kv_heads, p.num_q_heads);
+    if (w.num_heads != p.num_q_heads)
+      return status::failure(errc::shape_mismatch, "windows[].num_heads", view, p.num_q_heads, w.num_heads);
+    if (w.head_dim != p.head_dim)
+      return status::failure(errc::shape_mismatch, "windows[].head_dim", view, p.head_dim, w.head_dim);
+    const index_t rows = w.num_tokens * (p.num_q_heads / p.num_kv_heads);
+    p.window_rows = rows > p.window_rows ? rows : p.window_rows;
+  }
+  if (window_block_rows(p.head_dim) == 0)
+    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (window scorers)", 0, window_max_head_dim,
+                           p.head_dim);
+  return ok_status;
+}
 }  // namespace detail
 
-/// Validates `batch` (the checks the host executor makes on its views and budgets) and
-/// computes its totals. Nothing is read from device memory.
+/// Validates `batch` (the checks the host executor makes on its views, budgets and windows)
+/// and computes its totals, for a scorer that `needs` these shared inputs. Nothing is read
+/// from device memory.
 template <class T, layout Layout>
-constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
+constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, scorer_needs needs = {}) {
   p = {};
   const auto num_views = static_cast<index_t>(batch.views.size());
   p.num_views = num_views;
+  p.window_causal = batch.window_is_chunk_tail;
   p.head_lengths = !batch.head_lengths.empty();
   p.head_budgets = !batch.head_budgets.empty();
   if (num_views == 0) return ok_status;
@@ -233,6 +292,9 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
     return status::failure(errc::invalid_argument, "head_lengths_out.size()", -1, p.num_segments,
                            static_cast<index_t>(batch.head_lengths_out.size()));
 
+  if (needs.window_mass) {
+    if (const status s = detail::check_windows(batch, p); !s) return s;
+  }
   for (index_t view = 0; view < num_views; ++view) {
     const auto& v = batch.views[view];
     if (v.k == nullptr || v.v == nullptr || v.meta == nullptr)
@@ -267,6 +329,15 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p) {
     ++p.active_segments;
     p.tokens += e.length;
     p.tiles += (e.length + p.tile_tokens - 1) / p.tile_tokens;
+    p.max_length = e.length > p.max_length ? e.length : p.max_length;
+    if (needs.window_mass) {
+      const index_t view = segment / p.num_kv_heads, w = batch.windows[view].num_tokens;
+      if (w == 0)
+        return status::failure(errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", view, 1, 0);
+      if (batch.window_is_chunk_tail && w > e.length)
+        return status::failure(errc::shape_mismatch, "windows[].num_tokens (<= resident tokens: the chunk's tail)",
+                               view, e.length, w);
+    }
   }
   return ok_status;
 }

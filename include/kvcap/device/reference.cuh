@@ -10,6 +10,7 @@
 // compiler, no CUDA. (It stages rows in a std::vector: it is a test oracle, not a per-chunk
 // path.)
 
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <vector>
@@ -61,6 +62,57 @@ inline selection select(const std::uint64_t* keys, index_t n, index_t keep) {
   return radix_result(st, keep);
 }
 
+/// The window mass of every slot of active segment `a` (the device's two window kernels,
+/// sequentially: the same key tiles, the same per-tile softmax update, the same per-warp
+/// partial sums, with exp from the C library and sequential warp sums).
+template <class T, layout Layout>
+void window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, index_t a) {
+  const plan_segment& seg = ws.segments[a];
+  const layer_view<T, Layout>& view = ws.views[seg.view];
+  const kv_tensor<const T>& win = ws.windows[seg.view];
+  const index_t group = win.num_heads / p.num_kv_heads, rows = win.num_tokens * group, n = seg.length, dim = p.head_dim;
+  const index_t block_rows = window_block_rows(dim), rows_per_warp = block_rows / (window_threads / 32);
+  const float scale = window_scale(dim);
+  const auto visible = [&](index_t row, index_t tok) {
+    return tok < window_visible_end(n, win.num_tokens, group, row, p.window_causal);
+  };
+  const auto logit = [&](index_t row, index_t tok) {
+    const auto q = window_query(win, seg.head, group, row);
+    const auto k = view.key(tok, seg.head);
+    float acc = 0.f;
+    for (index_t c = 0; c < dim; ++c) acc += q[c] * scale * k[c];
+    return acc;
+  };
+  float* stats = ws.window_stats + 2 * a * p.window_rows;
+  for (index_t row = 0; row < rows; ++row) {
+    float row_max = -HUGE_VALF, row_sum = 0.f;
+    for (index_t t0 = 0; t0 < n; t0 += window_key_tile) {
+      float l[window_key_tile], tile_max = -HUGE_VALF;
+      for (index_t t = 0; t < window_key_tile; ++t) {
+        l[t] = t0 + t < n && visible(row, t0 + t) ? logit(row, t0 + t) : -HUGE_VALF;
+        tile_max = l[t] > tile_max ? l[t] : tile_max;
+      }
+      const float m = row_max > tile_max ? row_max : tile_max;
+      if (m == -HUGE_VALF) continue;
+      float tile_sum = 0.f;
+      for (index_t t = 0; t < window_key_tile; ++t) tile_sum += std::exp(l[t] - m);
+      row_sum = row_sum * std::exp(row_max - m) + tile_sum;
+      row_max = m;
+    }
+    stats[2 * row] = row_max, stats[2 * row + 1] = row_sum;
+  }
+  float* mass = ws.window_mass + ws.token_indptr[a];
+  for (index_t tok = 0; tok < n; ++tok) {
+    float partial[window_threads / 32] = {};
+    for (index_t row = 0; row < rows; ++row)
+      if (visible(row, tok))
+        partial[(row % block_rows) / rows_per_warp] += std::exp(logit(row, tok) - stats[2 * row]) / stats[2 * row + 1];
+    float sum = 0.f;
+    for (const float x : partial) sum += x;
+    mass[tok] = sum * (1.f / static_cast<float>(rows));
+  }
+}
+
 /// Compacts tile `tile` of a segment: stages the rows of its kept slots that move, then
 /// writes them to their destinations (the device's compact kernel, one tile).
 template <class T, layout Layout>
@@ -99,11 +151,10 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
                 const compress_policies<Scorer, Structure, Reducer>& policies) {
-  static_assert(device_scorable<Scorer>, "observation-window scorers are host-only for now");
   constexpr scorer_needs needs = needs_of<Scorer>;
   constexpr index_t num_components = needs.num_components;
   plan_totals p;
-  if (const status s = plan(batch, p); !s) return s;
+  if (const status s = plan(batch, p, needs); !s) return s;
   const std::size_t need = workspace_bytes<T, Layout>(p, needs);
   if (h_temp == nullptr) {
     temp_bytes = need;
@@ -120,6 +171,7 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   if (ws.budgets) std::memcpy(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes());
   if (ws.head_lengths) std::memcpy(ws.head_lengths, batch.head_lengths.data(), batch.head_lengths.size_bytes());
   if (ws.head_budgets) std::memcpy(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes());
+  if (ws.windows) std::memcpy(ws.windows, batch.windows.data(), batch.windows.size_bytes());
   plan_segments(ws, p);
 
   // Score, check and select every active segment.
@@ -130,7 +182,9 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
     const layer_view<T, Layout>& view = ws.views[seg.view];
     std::uint64_t* keys = ws.keys + ws.token_indptr[a];
     float* mean = needs.mean_unit_key ? ws.mean_keys + a * p.head_dim : nullptr;
-    const segment_score_context<T, Layout, Structure> ctx{&view, &policies.structure, seg.head, n, mean};
+    const float* mass = needs.window_mass ? ws.window_mass + ws.token_indptr[a] : nullptr;
+    if constexpr (needs.window_mass) window_mass(ws, p, a);
+    const segment_score_context<T, Layout, Structure> ctx{&view, &policies.structure, seg.head, n, mean, mass};
     for (index_t tok = 1; tok < n; ++tok)
       if (ctx.meta(tok).index <= ctx.meta(tok - 1).index && ws.report->code == 0)
         *ws.report = {static_cast<std::int32_t>(errc::meta_out_of_order), 0, segment, ctx.meta(tok - 1).index + 1,

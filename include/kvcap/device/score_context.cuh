@@ -4,8 +4,8 @@
 // the per-token maths every stage shares with the host executor.
 //
 // The context offers the archetype API of scorers/concept.hpp over a layer view of any
-// layout, with the segment's own length (per-head lengths included), except window_mass:
-// observation-window scorers are host-only for now. next_index() is the logical index after
+// layout, with the segment's own length (per-head lengths included). next_index() is the
+// logical index after
 // the segment's last token: whenever compress has work to do, that token is the last one
 // appended, so this equals the host executor's next_index. neighbour() asks the structure
 // model, then finds the slot by binary search over the head's ascending logical indices, as
@@ -30,6 +30,7 @@ struct segment_score_context {
   const Structure* structure;
   index_t head_, length_;
   const float* mean_unit_key_;  // (dim), when the scorer asked for it
+  const float* window_mass_;    // (tok), when the scorer asked for it
 
   KVCAP_HOST_DEVICE index_t num_tokens() const { return length_; }
   KVCAP_HOST_DEVICE index_t head() const { return head_; }
@@ -43,6 +44,7 @@ struct segment_score_context {
   }
   KVCAP_HOST_DEVICE const token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
   KVCAP_HOST_DEVICE vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, head_dim()}; }
+  KVCAP_HOST_DEVICE float window_mass(index_t tok) const { return window_mass_[tok]; }
 
   KVCAP_HOST_DEVICE bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
     return neighbour_slot(*view, *structure, head_, length_, tok, d, slot);
@@ -53,14 +55,12 @@ struct segment_score_context {
 struct scorer_needs {
   bool mean_unit_key = false;
   index_t num_components = 0;  ///< composite scorers: components held per token
+  bool window_mass = false;    ///< window scorers: the observation window's attention mass
 };
 
 template <any_scorer Scorer>
-inline constexpr scorer_needs needs_of = {Scorer::inputs.mean_unit_key, num_components_v<Scorer>};
-
-/// Device executors score what they can share bit for bit with the host executor.
-template <any_scorer Scorer>
-inline constexpr bool device_scorable = !Scorer::inputs.window_mass;
+inline constexpr scorer_needs needs_of = {Scorer::inputs.mean_unit_key, num_components_v<Scorer>,
+                                          Scorer::inputs.window_mass};
 
 /// |k| of slot `tok`, as the host executor computes it for the mean unit key.
 template <class Context>

@@ -2,6 +2,7 @@
 // kvcap/device/score_kernel.cuh — scoring on the device: the SAME scorer policy the host
 // runs, called per (segment, token) through segment_score_context.
 //
+//   window kernels     (see window_kernel.cuh) the window's attention mass, window scorers
 //   norms_kernel       (token)              |k|, when the scorer needs the mean unit key
 //   mean_kernel        (segment) × (dim)    mean of k/|k| in slot order, per dim
 //   components_kernel  (token)              composite scorers: every component
@@ -9,7 +10,8 @@
 //   keys_kernel        (token)              rank key; checks logical indices increase
 //
 // Shared inputs are summed in the host executor's order (one thread per dim or per
-// component walks the slots in order), so they are bit-identical to the host's. Device
+// component walks the slots in order), so they are bit-identical to the host's; the window
+// mass alone agrees to float rounding (see window_kernel.cuh). Device
 // translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
 // default, which rounds differently from the host) and --expt-relaxed-constexpr (structure
 // models are constexpr host functions).
@@ -47,7 +49,8 @@ __device__ inline token_site<T, Layout, Structure> site_of(const workspace_layou
   const index_t a = segment_of(ws.token_indptr, active, g);
   const plan_segment seg = ws.segments[a];
   const float* mean = ws.mean_keys != nullptr ? ws.mean_keys + a * head_dim : nullptr;
-  return {a, g - ws.token_indptr[a], seg, {ws.views + seg.view, structure, seg.head, seg.length, mean}};
+  const float* mass = ws.window_mass != nullptr ? ws.window_mass + ws.token_indptr[a] : nullptr;
+  return {a, g - ws.token_indptr[a], seg, {ws.views + seg.view, structure, seg.head, seg.length, mean, mass}};
 }
 
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
@@ -66,7 +69,7 @@ __global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, co
   const index_t a = blockIdx.x;
   const plan_segment seg = ws.segments[a];
   const segment_score_context<T, Layout, Structure> ctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
-                                                        nullptr};
+                                                        nullptr, nullptr};
   const float* norms = ws.norms + ws.token_indptr[a];
   for (index_t dim = threadIdx.x; dim < head_dim; dim += blockDim.x)
     ws.mean_keys[a * head_dim + dim] = mean_unit_key_at(ctx, norms, dim);

@@ -1,0 +1,152 @@
+#pragma once
+// kvcap/device/window_kernel.cuh — the observation window's attention mass of every token of
+// every active segment (scorers::observation_window's shared input), in two passes over key
+// tiles in shared memory, never materialising (rows, n):
+//
+//   window_stats_kernel  (segment, row block)  online softmax over the key tiles: each row's
+//                        max and normaliser (a warp owns 1 to 4 rows, a lane one key of the tile)
+//   window_mass_kernel   (key tile, segment)   each key's probability under every row, summed
+//                        over the rows (a warp's rows in order, then the warps in order) and
+//                        divided by the number of rows, so a segment's masses sum to 1
+//
+// GQA: the rows of a kv-head are its window queries × the query heads of its group. The result
+// equals the host executor's window mass to float rounding, not bit for bit (exp and the
+// summation order differ from Eigen's), so a kept set can differ from the host's only between
+// tokens whose scores tie to within that rounding. Both passes are deterministic.
+
+#include "score_kernel.cuh"
+#include "window_tiles.cuh"
+
+namespace kvcap::device::detail {
+
+__device__ inline float warp_max(float x) {
+  for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+__device__ inline float warp_sum(float x) {
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
+/// The window's shape in segment `seg` of a call.
+template <class T>
+struct window_site {
+  kv_tensor<const T> window;
+  index_t group, rows;
+};
+template <class T, class Layout>
+__device__ inline window_site<T> window_of(const workspace_layout<T, Layout>& ws, const plan_segment& seg) {
+  const kv_tensor<const T> w = ws.windows[seg.view];
+  const index_t group = w.num_heads / ws.views[seg.view].mapping.num_heads;
+  return {w, group, w.num_tokens * group};
+}
+
+/// Stages rows [r0, r0 + block_rows) of the segment's window, scaled (zeros past the last row).
+template <class T>
+__device__ inline void stage_queries(float* q, const window_site<T>& site, index_t head, index_t r0, index_t block_rows,
+                                     index_t dim) {
+  const float scale = window_scale(dim);
+  for (index_t i = threadIdx.x; i < block_rows * dim; i += blockDim.x) {
+    const index_t r = i / dim, c = i - r * dim;
+    q[i] = r0 + r < site.rows ? window_query(site.window, head, site.group, r0 + r)[c] * scale : 0.f;
+  }
+}
+
+/// Stages keys [t0, t0 + 32) of the segment (zeros past its length), padded rows of dim + 1.
+template <class T, class Layout>
+__device__ inline void stage_keys(float* k, const layer_view<T, Layout>& view, index_t head, index_t t0, index_t n,
+                                  index_t dim) {
+  for (index_t i = threadIdx.x; i < window_key_tile * dim; i += blockDim.x) {
+    const index_t t = i / dim, c = i - t * dim;
+    k[t * (dim + 1) + c] = t0 + t < n ? static_cast<float>(view.k[view.mapping(t0 + t, head) + c]) : 0.f;
+  }
+}
+
+/// Row `r` of the staged queries against lane `lane`'s staged key, in index order.
+__device__ inline float staged_logit(const float* q, const float* k, index_t r, int lane, index_t dim) {
+  float acc = 0.f;
+  for (index_t c = 0; c < dim; ++c) acc += q[r * dim + c] * k[lane * (dim + 1) + c];
+  return acc;
+}
+
+template <class T, class Layout>
+__global__ void __launch_bounds__(window_threads)
+    window_stats_kernel(workspace_layout<T, Layout> ws, index_t row_blocks, index_t block_rows, index_t window_rows,
+                        index_t dim, bool causal) {
+  extern __shared__ float window_smem_[];
+  float* q = window_smem_;              // (block_rows, dim)
+  float* k = q + block_rows * dim;      // (32, dim + 1)
+  const index_t a = blockIdx.x / row_blocks, r0 = (blockIdx.x % row_blocks) * block_rows;
+  const plan_segment seg = ws.segments[a];
+  const window_site<T> site = window_of(ws, seg);
+  if (r0 >= site.rows) return;
+  const layer_view<T, Layout> view = ws.views[seg.view];
+  const index_t n = seg.length, rows_per_warp = block_rows / (window_threads / 32);
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  stage_queries(q, site, seg.head, r0, block_rows, dim);
+
+  float row_max[4] = {-HUGE_VALF, -HUGE_VALF, -HUGE_VALF, -HUGE_VALF}, row_sum[4] = {0.f, 0.f, 0.f, 0.f};
+  for (index_t t0 = 0; t0 < n; t0 += window_key_tile) {
+    __syncthreads();  // the previous tile is no longer read (and the queries are staged)
+    stage_keys(k, view, seg.head, t0, n, dim);
+    __syncthreads();
+    const index_t key = t0 + lane;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const index_t r = warp * rows_per_warp + j, row = r0 + r;
+      if (j >= rows_per_warp || row >= site.rows) break;  // warp-uniform
+      const bool visible = key < n && key < window_visible_end(n, site.window.num_tokens, site.group, row, causal);
+      const float logit = visible ? staged_logit(q, k, r, lane, dim) : -HUGE_VALF;
+      const float m = fmaxf(row_max[j], warp_max(logit));
+      if (m == -HUGE_VALF) continue;  // nothing visible yet
+      row_sum[j] = row_sum[j] * expf(row_max[j] - m) + warp_sum(expf(logit - m));
+      row_max[j] = m;
+    }
+  }
+  if (lane != 0) return;
+  for (int j = 0; j < rows_per_warp; ++j) {
+    const index_t row = r0 + warp * rows_per_warp + j;
+    if (row >= site.rows) break;
+    float* stats = ws.window_stats + 2 * (a * window_rows + row);
+    stats[0] = row_max[j], stats[1] = row_sum[j];
+  }
+}
+
+template <class T, class Layout>
+__global__ void __launch_bounds__(window_threads)
+    window_mass_kernel(workspace_layout<T, Layout> ws, index_t block_rows, index_t window_rows, index_t dim, bool causal) {
+  extern __shared__ float window_smem_[];
+  float* q = window_smem_;          // (block_rows, dim)
+  float* k = q + block_rows * dim;  // (32, dim + 1)
+  __shared__ float partial[window_threads / 32][window_key_tile];
+  const index_t a = blockIdx.y, t0 = blockIdx.x * window_key_tile;
+  const plan_segment seg = ws.segments[a];
+  const index_t n = seg.length;
+  if (t0 >= n) return;
+  const window_site<T> site = window_of(ws, seg);
+  const index_t rows_per_warp = block_rows / (window_threads / 32);
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  stage_keys(k, ws.views[seg.view], seg.head, t0, n, dim);
+  const index_t key = t0 + lane;
+  float acc = 0.f;
+  for (index_t r0 = 0; r0 < site.rows; r0 += block_rows) {
+    __syncthreads();  // the previous rows are no longer read (and the keys are staged)
+    stage_queries(q, site, seg.head, r0, block_rows, dim);
+    __syncthreads();
+    for (index_t j = 0; j < rows_per_warp; ++j) {
+      const index_t r = warp * rows_per_warp + j, row = r0 + r;
+      if (row >= site.rows) break;
+      if (key >= n || key >= window_visible_end(n, site.window.num_tokens, site.group, row, causal)) continue;
+      const float* stats = ws.window_stats + 2 * (a * window_rows + row);
+      acc += expf(staged_logit(q, k, r, lane, dim) - stats[0]) / stats[1];
+    }
+  }
+  partial[warp][lane] = acc;
+  __syncthreads();
+  if (warp != 0 || key >= n) return;
+  float mass = 0.f;
+  for (int w = 0; w < window_threads / 32; ++w) mass += partial[w][lane];
+  ws.window_mass[ws.token_indptr[a] + key] = mass * (1.f / static_cast<float>(site.rows));
+}
+
+}  // namespace kvcap::device::detail

@@ -1,0 +1,54 @@
+#pragma once
+// kvcap/device/window_tiles.cuh — the geometry of the device's observation-window mass (the
+// shared input of scorers::observation_window), shared by its kernels and its host reference.
+//
+// Rows are (window query j, GQA member g) pairs, row = j · group + g, reading query head
+// head · group + g of the window, pre-scaled by 1/√dim (as the host executor does). With a
+// causal window (the chunk's own last w queries), query j sits at slot n − w + j and sees
+// slots < n − w + j + 1. A block stages `block_rows` rows and a tile of 32 keys in shared
+// memory (keys padded to dim + 1 floats so that lanes reading different keys hit different
+// banks), within the 48 KiB a block may use without opting in. Plain C++ with host/device
+// annotations.
+
+#include <math.h>
+
+#include <cstddef>
+
+#include "../core/config.hpp"
+#include "../core/kv_tensor.hpp"
+
+namespace kvcap::device {
+
+inline constexpr index_t window_key_tile = 32;   ///< keys per tile: one per lane
+inline constexpr int window_threads = 256;        ///< 8 warps share a block's rows
+inline constexpr index_t window_max_head_dim = 256;
+
+/// Shared memory of a window block: `rows` staged queries and one key tile, in floats.
+constexpr std::size_t window_smem_bytes(index_t rows, index_t head_dim) {
+  return static_cast<std::size_t>(rows * head_dim + window_key_tile * (head_dim + 1)) * sizeof(float);
+}
+
+/// Rows one block stages (32, 16 or 8: every warp owns 4, 2 or 1), or 0 when not even 8 fit.
+constexpr index_t window_block_rows(index_t head_dim) {
+  for (index_t rows = 32; rows >= 8; rows /= 2)
+    if (head_dim <= window_max_head_dim && window_smem_bytes(rows, head_dim) <= 48 * 1024) return rows;
+  return 0;
+}
+
+/// One past the last slot row `row` attends to, in a segment of `n` slots.
+KVCAP_HOST_DEVICE constexpr index_t window_visible_end(index_t n, index_t window_tokens, index_t group, index_t row,
+                                                       bool causal) {
+  return causal ? n - window_tokens + row / group + 1 : n;
+}
+
+/// The query of row `row` of kv-head `head`.
+template <class T>
+KVCAP_HOST_DEVICE vector_ref<const T> window_query(const kv_tensor<const T>& window, index_t head, index_t group,
+                                                   index_t row) {
+  return window(row / group, head * group + row % group);
+}
+
+/// 1/√dim, as the host executor scales its window queries.
+KVCAP_HOST_DEVICE inline float window_scale(index_t head_dim) { return 1.f / sqrtf(static_cast<float>(head_dim)); }
+
+}  // namespace kvcap::device
