@@ -4,9 +4,12 @@
 //   BM_compact_vs_memcpy      the in-place compaction alone (K, V, metadata of the kept rows that
 //                             move) against cudaMemcpyAsync device-to-device of the same bytes;
 //                             target: compaction ≥ 80% of memcpy throughput.
-//   BM_compress_vs_attention  score, select and compact of one prefill chunk for a batch against
-//                             a plain tiled attention of that chunk over that cache (the work an
-//                             engine does per chunk anyway); target: a small fraction.
+//   BM_compress_vs_attention  score, select (, merge) and compact of one prefill chunk for a batch
+//                             against a plain tiled attention of that chunk over that cache (the
+//                             work an engine does per chunk anyway); target: select + compact
+//                             ≤ 10% of it. Scorers: key norm, KeyDiff, recency, SnapKV's window
+//                             (the chunk's last 32 queries × 4 GQA heads per kv-head, pooled ±3),
+//                             and key norm with the merge reducer (each stage timed apart).
 //
 // Shape (the paper's Qwen2.5-VL-7B-like setting): batch 8 requests, 8 kv heads × 128 dims,
 // 32 query heads (GQA 4), half precision, budget 4096, chunk 784 (a 28×28 tile), so every
@@ -36,6 +39,7 @@ using Layout = layouts::nhd;
 
 constexpr index_t batch = 8, kv_heads = 8, q_heads = 32, dim = 128, budget = 4096, chunk = 784;
 constexpr index_t capacity = budget + chunk;
+constexpr index_t window_queries = 32;  // SnapKV's observation window: the chunk's last 32 queries
 
 #define BENCH_CUDA(call)                                                                        \
   do {                                                                                          \
@@ -128,6 +132,7 @@ struct fixture {
   T** v_table = nullptr;
   std::vector<layer_view<T, Layout>> views;
   std::vector<index_t> budgets;
+  std::vector<kv_tensor<const T>> windows;  // each request's last window_queries chunk queries
   static constexpr std::size_t elems = static_cast<std::size_t>(capacity * kv_heads * dim);
   static constexpr std::size_t metas = static_cast<std::size_t>(capacity * kv_heads);
 
@@ -166,6 +171,8 @@ struct fixture {
     for (auto& x : host_q) x = __float2half(normal(gen));
     BENCH_CUDA(cudaMalloc(&q, q_elems * sizeof(T)));
     BENCH_CUDA(cudaMemcpy(q, host_q.data(), q_elems * sizeof(T), cudaMemcpyHostToDevice));
+    for (index_t r = 0; r < batch; ++r)
+      windows.push_back({q + (r * chunk + chunk - window_queries) * q_heads * dim, window_queries, q_heads, dim});
     BENCH_CUDA(cudaMalloc(&out, q_elems * sizeof(float)));
     BENCH_CUDA(cudaMalloc(&k_table, batch * sizeof(T*)));
     BENCH_CUDA(cudaMalloc(&v_table, batch * sizeof(T*)));
@@ -182,7 +189,11 @@ struct fixture {
                                  stream));
     }
   }
-  dev::compress_batch<T, Layout> batch_view() const { return {views, budgets}; }
+  dev::compress_batch<T, Layout> batch_view() const {
+    dev::compress_batch<T, Layout> b{views, budgets};
+    b.windows = windows;  // read by window scorers only
+    return b;
+  }
   /// Kept rows that moved (their slot's logical index changed), read back from the metadata.
   index_t moved_rows() const {
     index_t moved = 0;
@@ -223,7 +234,7 @@ struct prepared {
   void* temp = nullptr;
   dev::workspace_layout<T, Layout> ws;
   explicit prepared(const dev::compress_batch<T, Layout>& b) {
-    if (!dev::plan(b, p)) std::abort();
+    if (!dev::plan(b, p, dev::needs_of<Scorer>)) std::abort();
     const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer>);
     BENCH_CUDA(cudaMalloc(&temp, bytes));
     workspace_carver w(temp);
@@ -297,15 +308,15 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   state.counters["compact_over_memcpy"] = memcpy_ms / compact_ms;  // throughput fraction; target >= 0.80
 }
 
-template <class Scorer>
-void compress_vs_attention(benchmark::State& state, Scorer scorer) {
+template <class Scorer, class Reducer = reducers::evict>
+void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}) {
   fixture& f = the_fixture();
   const auto b = f.batch_view();
   prepared<Scorer> run(b);
-  const dev::compress_policies<Scorer> policies{scorer};
+  const dev::compress_policies<Scorer, structures::sequence, Reducer> policies{scorer, {}, reducer};
   cudaStream_t stream = 0;
   events ev;
-  double score_ms = 0, select_ms = 0, compact_ms = 0, total_ms = 0;
+  double score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, total_ms = 0;
   for (auto _ : state) {
     f.restore(stream);
     BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
@@ -314,15 +325,17 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer) {
     BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
     if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[2], stream));
-    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    if (!dev::detail::enqueue_reduce(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[3], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[3]));
-    score_ms += ev.ms(0, 1), select_ms += ev.ms(1, 2), compact_ms += ev.ms(2, 3);
-    total_ms += ev.ms(0, 3);
-    state.SetIterationTime(ev.ms(0, 3) / 1e3);
+    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[4], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[4]));
+    score_ms += ev.ms(0, 1), select_ms += ev.ms(1, 2), reduce_ms += ev.ms(2, 3), compact_ms += ev.ms(3, 4);
+    total_ms += ev.ms(0, 4);
+    state.SetIterationTime(ev.ms(0, 4) / 1e3);
   }
   const double n = static_cast<double>(state.iterations());
-  score_ms /= n, select_ms /= n, compact_ms /= n, total_ms /= n;
+  score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, total_ms /= n;
   if (!dev::read_status(run.temp)) std::abort();
   f.restore(stream);
   double attention_ms = 0;
@@ -335,6 +348,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer) {
   const double flops = fixture::attention_flops();
   state.counters["score_us"] = score_ms * 1e3;
   state.counters["select_us"] = select_ms * 1e3;
+  if constexpr (Reducer::merges) state.counters["merge_us"] = reduce_ms * 1e3;
   state.counters["compact_us"] = compact_ms * 1e3;
   state.counters["attention_us"] = attention_ms * 1e3;
   state.counters["attention_TFLOPs"] = flops / (attention_ms * 1e9);
@@ -352,6 +366,12 @@ BENCHMARK_CAPTURE(compact_vs_memcpy, spread, scorers::key_norm{})->UseManualTime
 BENCHMARK_CAPTURE(compress_vs_attention, key_norm, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_diff, scorers::key_diff{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, recency, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, snapkv_window32, scorers::observation_window{.pool_radius = 3})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, key_norm_merge, scorers::key_norm{}, reducers::merge{})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int count = 0;

@@ -309,6 +309,64 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
   }
 }
 
+TEST_CASE("window scorers: bad windows are refused with the argument named, and nothing moves") {
+  // 3 views of 10 tokens, 2 kv-heads of 3 dims, budget 4; windows of 3 queries × 4 query heads.
+  using window_t = kv_tensor<const float>;
+  const dev::compress_policies<scorers::observation_window> policies{};
+  std::vector<float> queries(static_cast<std::size_t>(11 * 4 * 3), 0.5f);
+  const window_t good{queries.data(), 3, 4, 3};
+  const auto run = [&](small_batch<>& sb, std::vector<window_t> windows, bool causal = true) {
+    auto b = sb.batch();
+    b.windows = windows, b.window_is_chunk_tail = causal;
+    const auto before = sb.snapshot();
+    std::size_t bytes = 0;
+    dev::status s = dev::reference::compress(nullptr, bytes, b, policies);
+    if (s) {
+      std::vector<std::byte> temp(bytes);
+      s = dev::reference::compress(temp.data(), bytes, b, policies);
+    }
+    if (!s) CHECK(sb.snapshot() == before);
+    return s;
+  };
+  const auto refused = [&](std::vector<window_t> windows, dev::errc code, std::string argument, index_t at,
+                           bool causal = true) {
+    small_batch sb(3);
+    const dev::status s = run(sb, windows, causal);
+    CHECK(s.code == code);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == at);
+  };
+  {
+    small_batch sb(3);
+    CHECK(run(sb, {good, good, good}).ok());
+  }
+  refused({good, good}, dev::errc::invalid_argument, "windows.size() (a window scorer needs one window per view)", -1);
+  window_t odd = good;
+  odd.num_heads = 3;
+  refused({odd, good, good}, dev::errc::shape_mismatch, "windows[].num_heads (a positive multiple of num_kv_heads)", 0);
+  refused({good, odd, good}, dev::errc::shape_mismatch, "windows[].num_heads", 1);
+  window_t wide = good;
+  wide.head_dim = 4;
+  refused({good, good, wide}, dev::errc::shape_mismatch, "windows[].head_dim", 2);
+  window_t null_data = good;
+  null_data.data = nullptr;
+  refused({good, null_data, good}, dev::errc::invalid_argument, "windows[].num_tokens (>= 1 query, at non-null data)", 1);
+  refused({window_t{}, good, good}, dev::errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", 0);
+  window_t long_tail = good;
+  long_tail.num_tokens = 11;  // more queries than resident tokens: not the chunk's tail
+  refused({good, long_tail, good}, dev::errc::shape_mismatch,
+          "windows[].num_tokens (<= resident tokens: the chunk's tail)", 1);
+  {
+    small_batch sb(3);  // a proxy window (the question) may be longer than the cache
+    CHECK(run(sb, {good, long_tail, good}, false).ok());
+  }
+  {
+    small_batch sb(3);  // a view with nothing to drop needs no window
+    sb.budgets[2] = 10;
+    CHECK(run(sb, {good, good, window_t{}}).ok());
+  }
+}
+
 TEST_CASE("the plan lays active segments end to end") {
   small_batch sb(3, 10, 2, 3);
   std::vector<index_t> head_lengths{10, 4, 0, 7, 9, 10}, head_budgets{4, 4, 4, 5, 9, 1};
@@ -601,5 +659,105 @@ TEST_CASE_TEMPLATE("per-head lengths and budgets keep what a full sort by ranks_
     per_head_matches_oracle<Layout, scorers::key_diff>(r);
     per_head_matches_oracle<Layout, scorers::spatial_redundancy>(r);
     per_head_matches_oracle<Layout, blend_norms>(r);
+  }
+}
+
+TEST_CASE("the device algorithm's window mass is the host's to float rounding, and sums to 1") {
+  // One view, every head compressed; the masses read back from the reference's workspace and
+  // compared with host::window_mass of the same cache and window.
+  using T = float;
+  rng r(600);
+  double worst = 0;
+  for (int c = 0; c < 60; ++c) {
+    const index_t heads = r.between(1, 3), group = r.between(1, 4), dim = r.between(1, 128), n = r.between(1, 300);
+    const index_t w = r.between(1, std::min<index_t>(n, 16));
+    const bool causal = r.chance(0.6);
+    host_image<T, layouts::nhd> img;
+    arrange(img, r, n, heads, dim);
+    for (index_t head = 0; head < heads; ++head)
+      for (index_t tok = 0; tok < n; ++tok) {
+        img.view.meta_at(tok, head) = token_meta{.index = tok};
+        for (index_t d = 0; d < dim; ++d) img.view.key(tok, head).data[d] = 2 * r.normal();
+      }
+    img.view.length = n;
+    std::vector<T> queries(static_cast<std::size_t>(w * heads * group * dim));
+    for (auto& x : queries) x = 2 * r.normal();
+    const kv_tensor<const T> window{queries.data(), w, heads * group, dim, kv_layout::nhd};
+    // Host masses first (the reference compacts the cache).
+    std::vector<std::vector<float>> host_mass;
+    for (index_t head = 0; head < heads; ++head) {
+      const scorers::observation_window raw{.pool_radius = 0};
+      host_mass.push_back(host_window_scores(img.view, head, raw, structures::sequence{.length = 1 << 20}, window, causal));
+    }
+    const std::vector<layer_view<T, layouts::nhd>> views{img.view};
+    const std::vector<index_t> budgets{std::max<index_t>(1, n - 1)};
+    const std::vector<kv_tensor<const T>> windows{window};
+    dev::compress_batch<T, layouts::nhd> batch{views, budgets};
+    batch.windows = windows, batch.window_is_chunk_tail = causal;
+    const dev::compress_policies<scorers::observation_window> policies{{.pool_radius = 0}};
+    std::size_t bytes = 0;
+    REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
+    std::vector<std::byte> temp(bytes);
+    REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
+    if (n == 1) continue;  // nothing was compressed
+    dev::plan_totals p;
+    REQUIRE(dev::plan(batch, p, dev::needs_of<scorers::observation_window>).ok());
+    workspace_carver carver(temp.data());
+    const auto ws = dev::carve<T, layouts::nhd>(carver, p, dev::needs_of<scorers::observation_window>);
+    REQUIRE(p.active_segments == heads);
+    for (index_t head = 0; head < heads; ++head) {
+      double sum = 0;
+      for (index_t tok = 0; tok < n; ++tok) {
+        const float got = ws.window_mass[ws.token_indptr[head] + tok], want = host_mass[head][tok];
+        sum += got;
+        worst = std::max(worst, static_cast<double>(std::fabs(got - want)) / (want + 1e-30));
+        INFO("case ", c, " head ", head, " slot ", tok, ": ", got, " vs ", want);
+        REQUIRE(std::fabs(got - want) <= 2e-5f * want + 1e-30f);
+      }
+      REQUIRE(sum == doctest::Approx(1.0).epsilon(1e-5));
+    }
+  }
+  MESSAGE("largest relative difference from the host's window mass: ", worst);
+}
+
+TEST_CASE("window attention keeps what the window looks at, summed over the GQA group (hand-checked)") {
+  // 8 tokens of one kv-head, dim 2: k2 = (4, 0), k5 = (0, 4), every other key 0. Two query
+  // heads share the kv-head: q0 = (1, 0) looks at t2, q1 = (0, 1) at t5. Each row puts
+  // e^(4/√2) / (e^(4/√2) + 7) = 0.707 on its token and 0.042 on each other; summed over the
+  // group, t2 and t5 get 0.374 and every other token 0.042 (exact ties: the smaller index).
+  using T = float;
+  std::vector<T> k(16, 0.f), v(16, 1.f), q = {1, 0, 0, 1};
+  k[2 * 2] = 4, k[5 * 2 + 1] = 4;
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < 8; ++t) meta.push_back(token_meta{.index = t});
+  const kv_tensor<const T> window{q.data(), 1, 2, 2};
+  for (const index_t budget : {2, 3}) {
+    const std::vector<std::int64_t> expect = budget == 2 ? std::vector<std::int64_t>{2, 5} : std::vector<std::int64_t>{0, 2, 5};
+    // The host executor.
+    host::compressor<T, layouts::nhd, scorers::observation_window, budgets::fixed_tokens> c(
+        {.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 2, .head_dim = 2, .max_chunk = 8, .max_window = 1},
+        {.scorer = {.pool_radius = 0}, .budget = {.tokens = budget}});
+    c.append(0, {k.data(), 8, 1, 2}, {v.data(), 8, 1, 2}, meta);
+    c.compress(0, window);
+    std::vector<std::int64_t> host_kept;
+    for (index_t t = 0; t < c.length(0); ++t) host_kept.push_back(c.layer(0).meta_at(t, 0).index);
+    CHECK(host_kept == expect);
+    // The device algorithm.
+    std::vector<T> dk = k, dv = v;
+    std::vector<token_meta> dmeta = meta;
+    const layer_view<T, layouts::nhd> view{dk.data(), dv.data(), dmeta.data(), make_mapping<layouts::nhd>(8, 1, 2), 8};
+    const std::vector<layer_view<T, layouts::nhd>> views{view};
+    const std::vector<index_t> budgets{budget};
+    const std::vector<kv_tensor<const T>> windows{window};
+    dev::compress_batch<T, layouts::nhd> b{views, budgets};
+    b.windows = windows;
+    const dev::compress_policies<scorers::observation_window> policies{{.pool_radius = 0}};
+    std::size_t bytes = 0;
+    REQUIRE(dev::reference::compress(nullptr, bytes, b, policies).ok());
+    std::vector<std::byte> temp(bytes);
+    REQUIRE(dev::reference::compress(temp.data(), bytes, b, policies).ok());
+    std::vector<std::int64_t> device_kept;
+    for (index_t t = 0; t < budget; ++t) device_kept.push_back(dmeta[t].index);
+    CHECK(device_kept == expect);
   }
 }
