@@ -1,24 +1,41 @@
 #!/usr/bin/env python3
-"""Keeps README.md's engine-loop snippet identical to examples/engine_loop.cpp.
+"""Keeps README.md's code snippets identical to the examples they quote.
 
-  readme_snippet.py --check   exit 1 if they differ (run by ctest)
-  readme_snippet.py --write   rewrite the README block from the example
+Each snippet is the text between `// example-begin NAME` and `// example-end NAME` in an
+example, less its common indentation, and sits in README.md in the first ```cpp block after
+the line that says "From `examples/FILE`".
+
+  readme_snippet.py --check   exit 1 if any differs (run by ctest)
+  readme_snippet.py --write   rewrite the README blocks from the examples
 """
 import pathlib
 import sys
+import textwrap
 
 root = pathlib.Path(__file__).resolve().parent.parent
-source = (root / "examples" / "engine_loop.cpp").read_text()
-snippet = source.split("// example-begin engine-loop\n")[1].split("// example-end engine-loop")[0]
-snippet = "\n".join(line[2:] if line.startswith("  ") else line for line in snippet.rstrip().splitlines())
+SNIPPETS = [("engine_loop.cpp", "engine-loop"), ("device_loop.cu", "device-loop")]
+
+
+def snippet_of(example, name):
+    source = (root / "examples" / example).read_text()
+    body = source.split(f"// example-begin {name}\n")[1].split(f"// example-end {name}")[0]
+    return textwrap.dedent(body).rstrip()
+
 
 readme_path = root / "README.md"
 readme = readme_path.read_text()
-head, rest = readme.split("From `examples/engine_loop.cpp`", 1)
-intro, block_and_tail = rest.split("```cpp\n", 1)
-current, tail = block_and_tail.split("\n```", 1)
+stale = []
+for example, name in SNIPPETS:
+    anchor = f"From `examples/{example}`"
+    head, rest = readme.split(anchor, 1)
+    intro, block_and_tail = rest.split("```cpp\n", 1)
+    current, tail = block_and_tail.split("\n```", 1)
+    snippet = snippet_of(example, name)
+    if current != snippet:
+        stale.append(example)
+        readme = head + anchor + intro + "```cpp\n" + snippet + "\n```" + tail
 
 if "--write" in sys.argv:
-    readme_path.write_text(head + "From `examples/engine_loop.cpp`" + intro + "```cpp\n" + snippet + "\n```" + tail)
-elif current != snippet:
-    sys.exit("README.md's engine-loop snippet differs from examples/engine_loop.cpp; run scripts/readme_snippet.py --write")
+    readme_path.write_text(readme)
+elif stale:
+    sys.exit(f"README.md's snippets of {', '.join(stale)} differ; run scripts/readme_snippet.py --write")

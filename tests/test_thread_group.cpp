@@ -59,7 +59,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
   const auto between = [&](index_t lo, index_t hi) { return std::uniform_int_distribution<index_t>(lo, hi)(g); };
   std::normal_distribution<float> normal;
   index_t folded = 0;
-  for (int c = 0; c < 60; ++c) {
+  for (int c = 0; c < 48; ++c) {
     const structures::temporal_frames frames{.frames = 64, .rows = between(1, 4), .cols = between(1, 4)};
     const index_t heads = between(1, 3), dim = between(1, 16), n = between(1, 150);
     const int mode = static_cast<int>(between(0, 2));  // normal, small integers (ties), overflowing norms
@@ -91,6 +91,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
       reducers::merge{}.reduce(ctx);
     }
     for (const int size : {4, 32}) {
+      if (size == 32 && c % 4 != 0) continue;  // 32 threads on a 2-core CI machine: a quarter of the cases
       cache together(n, heads, dim);
       together.k = alone.k, together.v = alone.v, together.meta = alone.meta;
       for (index_t head = 0; head < heads; ++head) {
@@ -110,7 +111,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
       REQUIRE(std::memcmp(alone_done.meta.data(), together.meta.data(), alone.meta.size() * sizeof(token_meta)) == 0);
     }
   }
-  CHECK(folded > 1000);  // dropped tokens the teams folded
+  CHECK(folded > 800);  // dropped tokens the teams folded
 }
 
 TEST_CASE("merge's choice is an argmax under a total order: NaN cosines lose, ties go to the smaller slot") {

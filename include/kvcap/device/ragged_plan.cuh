@@ -48,7 +48,7 @@ struct compress_batch {
   /// (views) the observation window of each view's compress, for window scorers
   /// (scorers::observation_window; read by no other scorer): queries of shape (w, q_heads,
   /// head_dim), q_heads a multiple of kv_heads (GQA), in device memory, as the host executor's
-  /// `window` argument.
+  /// `window` argument; {} for a view with nothing to drop.
   std::span<const kv_tensor<const T>> windows = {};
   /// The windows are the chunks' last w queries (causal: query j sees slots ≤ length − w + j),
   /// or a proxy such as the question that sees every resident token.
