@@ -6,6 +6,8 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+
 #include <kvcap/device.cuh>
 
 #include "harness.hpp"
@@ -19,6 +21,17 @@ inline bool no_gpu() {
     return cudaGetDeviceCount(&count) != cudaSuccess || count == 0;
   }();
   return none;
+}
+
+/// `cases` scaled by KVCAP_DEVICE_TEST_SCALE (a fraction; 1 when unset), at least 1: the
+/// sanitizer runs (tools/device/run_device_checks.sh) take a sample of the randomized cases.
+inline int scaled(int cases) {
+  static const double scale = [] {
+    const char* s = std::getenv("KVCAP_DEVICE_TEST_SCALE");
+    return s != nullptr ? std::atof(s) : 1.0;
+  }();
+  const int n = static_cast<int>(cases * scale);
+  return n > 0 ? n : 1;
 }
 
 #define KVCAP_TEST_CUDA(call)                                   \

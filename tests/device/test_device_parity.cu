@@ -100,7 +100,7 @@ void each_scorer(std::uint64_t seed, int cases, const case_limits& limits = {}) 
   rng r(seed);
   cudaStream_t stream;
   KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (int c = 0; c < cases; ++c) (device_matches_host<T, Layout, Scorers>(r, stream, limits), ...);
+  for (int c = 0; c < scaled(cases); ++c) (device_matches_host<T, Layout, Scorers>(r, stream, limits), ...);
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
 
@@ -143,7 +143,7 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
   rng r(15);
   cudaStream_t stream;
   KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (int c = 0; c < 40; ++c) {
+  for (int c = 0; c < scaled(40); ++c) {
     device_matches_host<__half, Layout, scorers::key_norm, reducers::merge>(r, stream, {});
     device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(r, stream, {});
     device_matches_host<float, Layout, scorers::key_diff, reducers::merge>(r, stream, {});
@@ -161,7 +161,7 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps by window attention (to nea
   rng r(16);
   cudaStream_t stream;
   KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (int c = 0; c < 60; ++c) {
+  for (int c = 0; c < scaled(60); ++c) {
     device_matches_host<__half, Layout, scorers::observation_window>(r, stream, {});
     device_matches_host<float, Layout, scorers::observation_window>(r, stream, {});
   }

@@ -132,6 +132,19 @@ TEST_CASE("tile sizes fit the staging limit") {
       if (t < dev::max_tile_tokens) CHECK(dev::staging_bytes(2 * t, dim * bytes) > dev::staging_bytes_limit);
     }
   CHECK(dev::tile_tokens_for(128, 2) == 64);
+  // Window blocks: rows staged with one 32-key tile, under 47 KiB (the mass kernel keeps 1 KiB).
+  for (index_t dim = 1; dim <= dev::window_max_head_dim + 1; ++dim) {
+    const index_t rows = dev::window_block_rows(dim);
+    if (dim > dev::window_max_head_dim) {
+      CHECK(rows == 0);
+      continue;
+    }
+    REQUIRE((rows == 32 || rows == 16 || rows == 8));
+    CHECK(dev::window_smem_bytes(rows, dim) <= dev::window_smem_limit);
+    if (rows < 32) CHECK(dev::window_smem_bytes(2 * rows, dim) > dev::window_smem_limit);
+  }
+  CHECK(dev::window_block_rows(128) == 32);
+  CHECK(dev::window_block_rows(256) == 8);
 }
 
 namespace {

@@ -102,8 +102,8 @@ status enqueue_window_mass(const workspace_layout<T, Layout>& ws, const plan_tot
   window_stats_kernel<<<static_cast<unsigned int>(p.active_segments * row_blocks), window_threads, smem, stream>>>(
       ws, row_blocks, block_rows, p.window_rows, p.head_dim, p.window_causal);
   KVCAP_CUDA_LAUNCHED(stream);
-  const dim3 grid(static_cast<unsigned int>((p.max_length + window_key_tile - 1) / window_key_tile),
-                  static_cast<unsigned int>(p.active_segments));
+  const dim3 grid(static_cast<unsigned int>(p.active_segments),
+                  static_cast<unsigned int>((p.max_length + window_key_tile - 1) / window_key_tile));
   window_mass_kernel<<<grid, window_threads, smem, stream>>>(ws, block_rows, p.window_rows, p.head_dim, p.window_causal);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;

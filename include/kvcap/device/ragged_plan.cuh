@@ -332,6 +332,9 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, sc
     p.max_length = e.length > p.max_length ? e.length : p.max_length;
     if (needs.window_mass) {
       const index_t view = segment / p.num_kv_heads, w = batch.windows[view].num_tokens;
+      if (e.length > window_max_length)
+        return status::failure(errc::capacity_exceeded, "views[].length (window scorers)", view, window_max_length,
+                               e.length);
       if (w == 0)
         return status::failure(errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", view, 1, 0);
       if (batch.window_is_chunk_tail && w > e.length)

@@ -5,7 +5,7 @@
 //
 //   window_stats_kernel  (segment, row block)  online softmax over the key tiles: each row's
 //                        max and normaliser (a warp owns 1 to 4 rows, a lane one key of the tile)
-//   window_mass_kernel   (key tile, segment)   each key's probability under every row, summed
+//   window_mass_kernel   (segment, key tile)   each key's probability under every row, summed
 //                        over the rows (a warp's rows in order, then the warps in order) and
 //                        divided by the number of rows, so a segment's masses sum to 1
 //
@@ -118,8 +118,8 @@ __global__ void __launch_bounds__(window_threads)
   extern __shared__ float window_smem_[];
   float* q = window_smem_;          // (block_rows, dim)
   float* k = q + block_rows * dim;  // (32, dim + 1)
-  __shared__ float partial[window_threads / 32][window_key_tile];
-  const index_t a = blockIdx.y, t0 = blockIdx.x * window_key_tile;
+  __shared__ float partial[window_threads / 32][window_key_tile];  // 1 KiB: see window_smem_limit
+  const index_t a = blockIdx.x, t0 = blockIdx.y * window_key_tile;
   const plan_segment seg = ws.segments[a];
   const index_t n = seg.length;
   if (t0 >= n) return;
