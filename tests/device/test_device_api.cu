@@ -79,3 +79,31 @@ TEST_CASE("invalid batches are refused on the host, before anything is enqueued"
     CHECK(s.expected == static_cast<index_t>(need));
   }
 }
+
+TEST_CASE("window scorers and the merge reducer: the size query, the bound, and refused windows") {
+  using window_policies = dev::compress_policies<scorers::observation_window, structures::sequence, reducers::merge>;
+  fake_batch f;
+  std::vector<__half> queries(4 * 6 * 8);  // 4 queries × 6 query heads (GQA 3) × 8 dims
+  const kv_tensor<const __half> window{queries.data(), 4, 6, 8};
+  const std::vector<kv_tensor<const __half>> windows(3, window);
+  auto b = f.batch();
+  b.windows = windows;
+  std::size_t device_bytes = 0, reference_bytes = 0;
+  REQUIRE(dev::compress(nullptr, device_bytes, b, window_policies{}).ok());
+  REQUIRE(dev::reference::compress(nullptr, reference_bytes, b, window_policies{}).ok());
+  CHECK(device_bytes == reference_bytes);
+  std::size_t plain_bytes = 0;
+  REQUIRE(dev::compress(nullptr, plain_bytes, f.batch(), policies{}).ok());
+  CHECK(device_bytes > plain_bytes);  // window copies, row statistics and masses
+  CHECK(device_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, scorers::observation_window>(
+                            {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64,
+                             .max_window_rows = 4 * 3}));
+  // Without windows, a window scorer is refused on the host, before anything is enqueued.
+  void* not_device_memory = reinterpret_cast<void*>(std::uintptr_t{256});
+  std::size_t bytes = std::size_t{1} << 30;
+  const auto s = dev::compress(not_device_memory, bytes, f.batch(), window_policies{});
+  CHECK(s.code == dev::errc::invalid_argument);
+  CHECK(std::string(s.argument) == "windows.size() (a window scorer needs one window per view)");
+  CHECK(s.expected == 3);
+  CHECK(s.received == 0);
+}
