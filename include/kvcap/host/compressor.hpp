@@ -13,6 +13,11 @@
 // or the storage is the engine's own (views). Nothing allocates afterwards. Every argument
 // is validated before anything is written: a call that throws kvcap::error leaves the
 // cache byte-identical.
+//
+// This class holds the state and the order of the steps; the checks are in validation.hpp
+// (with compressor_shape), the policy-free steps of a compress (select, compact, repack) in
+// select_compact.hpp, the window scorers' attention mass in window_mass.hpp, and what a
+// policy sees of the cache in contexts.hpp.
 
 #include <algorithm>
 #include <cmath>
@@ -36,18 +41,10 @@
 #include "../structures/concept.hpp"
 #include "../structures/sequence.hpp"
 #include "contexts.hpp"
+#include "select_compact.hpp"
+#include "validation.hpp"
 
 namespace kvcap::host {
-
-/// Extents every layer shares, declared once.
-struct compressor_shape {
-  index_t num_layers = 1;
-  index_t num_kv_heads = 1;
-  index_t num_q_heads = 1;  ///< a multiple of num_kv_heads (GQA groups)
-  index_t head_dim = 0;
-  index_t max_chunk = 0;    ///< most tokens one append may bring once the cache is at budget
-  index_t max_window = 0;   ///< most observation-window queries (window scorers need > 0)
-};
 
 /// Memory of a compressor in bytes.
 struct memory_stats {
@@ -154,7 +151,7 @@ class compressor {
   /// every head.
   void append(index_t layer, kv_tensor<const T> k, kv_tensor<const T> v, std::span<const token_meta> meta) {
     auto& l = layers_[checked_layer(layer)];
-    validate_chunk(l, k, v, meta);
+    validate_chunk(shape_, policies_.structure, append_limits_of(l), k, v, meta);
     auto& view = l.view;
     const index_t n = k.num_tokens, d = shape_.head_dim;
     for (index_t head = 0; head < shape_.num_kv_heads; ++head) {
@@ -188,7 +185,7 @@ class compressor {
     auto& l = layers_[checked_layer(layer)];
     detail::require(tokens >= l.num_protected && tokens <= l.budget, "tokens",
                     detail::lazy("in [protected resident = ", l.num_protected, ", budget = ", l.budget, "]"), tokens);
-    validate_window(l, window, window_is_chunk_tail);
+    validate_window(shape_, Scorer::inputs.window_mass, l.view.length, window, window_is_chunk_tail);
     const std::size_t before = resident_slots(l);
     if constexpr (adaptive_heads) {
       if (before <= static_cast<std::size_t>(tokens * shape_.num_kv_heads)) return;
@@ -206,7 +203,7 @@ class compressor {
       }
       l.view.length = tokens;
     }
-    if constexpr (per_head_lengths) repack(l);
+    if constexpr (per_head_lengths) repack_heads(l.view, l.head_indptr, l.head_len, shape_.max_chunk, ws_.repack_begin);
     resident_slots_ -= before - resident_slots(l);
     // The invariant every engine relies on; cannot fail unless kvcap itself is wrong.
     // Head-adaptive: the layer's total is bounded; otherwise every head (the fullest one is
@@ -275,15 +272,7 @@ class compressor {
              std::span<const view_type> engine_layers)
       : shape_(shape), policies_(p), resource_(resource), layers_(static_cast<std::size_t>(std::max<index_t>(shape.num_layers, 0))) {
     detail::require(resource != nullptr, "resource", "a memory resource", "nullptr");
-    detail::require(shape.num_layers > 0, "shape.num_layers", "> 0", shape.num_layers);
-    detail::require(shape.num_kv_heads > 0, "shape.num_kv_heads", "> 0", shape.num_kv_heads);
-    detail::require(shape.head_dim > 0, "shape.head_dim", "> 0", shape.head_dim);
-    detail::require(shape.max_chunk > 0, "shape.max_chunk", "> 0", shape.max_chunk);
-    detail::require(shape.num_q_heads > 0 && shape.num_q_heads % shape.num_kv_heads == 0, "shape.num_q_heads",
-                    detail::lazy("a positive multiple of num_kv_heads (", shape.num_kv_heads, ")"), shape.num_q_heads);
-    detail::require(shape.max_window >= 0, "shape.max_window", ">= 0", shape.max_window);
-    if constexpr (Scorer::inputs.window_mass)
-      detail::require(shape.max_window > 0, "shape.max_window", "> 0 for a window scorer", shape.max_window);
+    validate_shape(shape, Scorer::inputs.window_mass);
     const bool owning = engine_layers.empty();
     if (!owning)
       detail::require(static_cast<index_t>(engine_layers.size()) == shape.num_layers, "engine_layers.size()",
@@ -328,14 +317,7 @@ class compressor {
             detail::require(false, "engine_layers", "none: a per-head layout is repacked, use the owning constructor",
                             "engine buffers");
           const view_type& e = engine_layers[layer];
-          detail::require(e.k != nullptr && e.v != nullptr && e.meta != nullptr, "engine_layers[layer]",
-                          "non-null k, v and meta", "a null pointer");
-          detail::require(e.mapping.num_heads == shape.num_kv_heads, "engine_layers[layer].mapping.num_heads",
-                          shape.num_kv_heads, e.mapping.num_heads);
-          detail::require(e.mapping.head_dim == shape.head_dim, "engine_layers[layer].mapping.head_dim",
-                          shape.head_dim, e.mapping.head_dim);
-          detail::require(e.mapping.capacity >= capacity, "engine_layers[layer].mapping.capacity",
-                          detail::lazy(">= budget + max_chunk = ", capacity), e.mapping.capacity);
+          validate_engine_layer(shape, e, capacity);
           l.view = e;
           l.view.length = 0;
         }
@@ -374,18 +356,8 @@ class compressor {
     return layer;
   }
 
-  void validate_chunk(const layer_state& l, const kv_tensor<const T>& k, const kv_tensor<const T>& v,
-                      std::span<const token_meta> meta) const {
-    using detail::lazy;
-    using detail::require;
-    const index_t n = k.num_tokens;
-    require(k.num_heads == shape_.num_kv_heads, "k.num_heads", shape_.num_kv_heads, k.num_heads);
-    require(k.head_dim == shape_.head_dim, "k.head_dim", shape_.head_dim, k.head_dim);
-    require(v.num_tokens == n, "v.num_tokens", lazy("k.num_tokens = ", n), v.num_tokens);
-    require(v.num_heads == shape_.num_kv_heads, "v.num_heads", shape_.num_kv_heads, v.num_heads);
-    require(v.head_dim == shape_.head_dim, "v.head_dim", shape_.head_dim, v.head_dim);
-    require(static_cast<index_t>(meta.size()) == n, "meta.size()", lazy("k.num_tokens = ", n), meta.size());
-    require(n == 0 || (k.data != nullptr && v.data != nullptr), "k.data, v.data", "non-null", "nullptr");
+  /// What the next chunk of `l` must fit into and continue (validation.hpp checks it).
+  append_limits append_limits_of(const layer_state& l) const {
     // Against the declared capacity, not the view's: an engine's buffer may be larger, but
     // the workspace and the peak formula are sized for budget + max_chunk.
     index_t room = l.budget + shape_.max_chunk - l.view.length;
@@ -394,54 +366,7 @@ class compressor {
       for (index_t head = 1; head < shape_.num_kv_heads; ++head)
         room = std::min(room, l.head_indptr[head + 1] - l.head_indptr[head] - l.head_len[head]);
     }
-    require(n <= room, "k.num_tokens",
-            lazy("<= capacity - resident = ", room, " (budget ", l.budget, " + max_chunk ", shape_.max_chunk,
-                   " - resident ", l.view.length, "); compress before appending again"),
-            n);
-    index_t prev_index = l.next_index - 1;
-    std::int32_t prev_t = l.last_t;
-    index_t protected_after = l.num_protected;
-    for (index_t tok = 0; tok < n; ++tok) {
-      const token_meta& m = meta[tok];
-      require(m.index > prev_index, "meta[].index", lazy("> ", prev_index, " (strictly increasing) at token ", tok),
-              m.index);
-      require(m.position.t >= prev_t, "meta[].position.t",
-              lazy(">= ", prev_t, " (positions never go backwards) at token ", tok), m.position.t);
-      require(m.size == 1, "meta[].size", lazy("1 for an appended token, at token ", tok), m.size);
-      const meta_check c = policies_.structure.check(m);
-      require(c.ok, (std::string("meta[].") + c.field).c_str(),
-              lazy(c.exact ? "== " : "< ", c.limit, " (declared structure) at token ", tok), c.got);
-      prev_index = m.index;
-      prev_t = m.position.t;
-      protected_after += m.is_protected;
-    }
-    require(protected_after <= l.budget, "meta[].is_protected",
-            lazy("at most budget = ", l.budget, " protected tokens resident"), protected_after);
-    check_finite("k", k);
-    check_finite("v", v);
-  }
-
-  static void check_finite(const char* name, const kv_tensor<const T>& t) {
-    for (index_t i = 0, size = t.size(); i < size; ++i)
-      if (!std::isfinite(static_cast<float>(t.data[i])))
-        detail::require(false, name, "finite values", detail::concat(static_cast<float>(t.data[i]), " at element ", i));
-  }
-
-  void validate_window(const layer_state& l, const kv_tensor<const T>& window, bool chunk_tail) const {
-    using detail::lazy;
-    using detail::require;
-    if constexpr (Scorer::inputs.window_mass)
-      require(window.data != nullptr && window.num_tokens > 0, "window", "an observation window of queries",
-              "none");
-    if (window.data == nullptr) return;
-    require(window.num_heads == shape_.num_q_heads, "window.num_heads", shape_.num_q_heads, window.num_heads);
-    require(window.head_dim == shape_.head_dim, "window.head_dim", shape_.head_dim, window.head_dim);
-    require(window.num_tokens <= shape_.max_window, "window.num_tokens",
-            lazy("<= shape.max_window = ", shape_.max_window), window.num_tokens);
-    if (chunk_tail)
-      require(window.num_tokens <= l.view.length, "window.num_tokens",
-              lazy("<= resident tokens = ", l.view.length, " (the window is the chunk's tail)"), window.num_tokens);
-    check_finite("window", window);
+    return {l.budget, l.view.length, room, l.next_index, l.last_t, l.num_protected};
   }
 
   void compute_mean_unit_key(const view_type& view, index_t head) {
@@ -489,37 +414,12 @@ class compressor {
     }
   }
 
-  /// keep[tok] = 1 for the `keep` best of the head's `n` tokens (kvcap::ranks_before).
-  static void select_head(const view_type& view, index_t head, index_t n, index_t keep, const float* scores,
-                          std::int32_t* order, std::uint8_t* keep_flags) {
-    for (index_t tok = 0; tok < n; ++tok) order[tok] = static_cast<std::int32_t>(tok);
-    const auto rank = [&](std::int32_t tok) {
-      const token_meta& m = view.meta_at(tok, head);
-      return rank_key{scores[tok], m.index, m.is_protected};
-    };
-    std::nth_element(order, order + keep, order + n,
-                     [&](std::int32_t a, std::int32_t b) { return ranks_before(rank(a), rank(b)); });
-    std::fill_n(keep_flags, n, std::uint8_t{0});
-    for (index_t i = 0; i < keep; ++i) keep_flags[order[i]] = 1;
-  }
-
-  /// The reducer's turn, then stable in-place compaction of the kept slots of `head`
-  /// (they move only toward the front, so no slot is overwritten before it is read).
+  /// The reducer's turn (it may fold dropped tokens into kept ones), then the kept slots
+  /// of `head` close up.
   void reduce_and_compact(const layer_state& l, index_t head, const std::uint8_t* keep_flags) {
-    const view_type& view = l.view;
-    const index_t n = head_length(l, head), d = shape_.head_dim;
-    reduce_context<T, Layout, Structure> rctx{{&view, &policies_.structure, head}, keep_flags};
+    reduce_context<T, Layout, Structure> rctx{{&l.view, &policies_.structure, head}, keep_flags};
     policies_.reducer.reduce(rctx);
-    index_t dst = 0;
-    for (index_t tok = 0; tok < n; ++tok) {
-      if (!keep_flags[tok]) continue;
-      if (dst != tok) {
-        std::memcpy(view.k + view.mapping(dst, head), view.k + view.mapping(tok, head), d * sizeof(T));
-        std::memcpy(view.v + view.mapping(dst, head), view.v + view.mapping(tok, head), d * sizeof(T));
-        view.meta_at(dst, head) = view.meta_at(tok, head);
-      }
-      ++dst;
-    }
+    compact_head(l.view, head, head_length(l, head), keep_flags);
   }
 
   /// Head-adaptive budgets: the layer keeps `tokens` · kv_heads tokens in all. Each head
@@ -564,31 +464,6 @@ class compressor {
       longest = std::max(longest, l.head_len[head]);
     }
     l.view.length = longest;
-  }
-
-  /// Packs the heads of a per-head layout back to back, each followed by max_chunk free
-  /// slots (the last head gets what remains). Heads moving toward the front go first in
-  /// ascending order, then heads moving back in descending order: no head's tokens are
-  /// overwritten before they are moved.
-  void repack(layer_state& l) {
-    const index_t heads = shape_.num_kv_heads, d = shape_.head_dim;
-    index_t* new_begin = ws_.repack_begin;
-    index_t at = 0;
-    for (index_t head = 0; head < heads; ++head) new_begin[head] = at, at += l.head_len[head] + shape_.max_chunk;
-    const auto move = [&](index_t head) {
-      const index_t from = l.head_indptr[head], to = new_begin[head], n = l.head_len[head];
-      if (from == to || n == 0) return;
-      std::memmove(l.view.k + to * d, l.view.k + from * d, n * d * sizeof(T));
-      std::memmove(l.view.v + to * d, l.view.v + from * d, n * d * sizeof(T));
-      std::memmove(l.view.meta + to, l.view.meta + from, n * sizeof(token_meta));
-    };
-    for (index_t head = 0; head < heads; ++head)
-      if (new_begin[head] < l.head_indptr[head]) move(head);
-    for (index_t head = heads - 1; head >= 0; --head)
-      if (new_begin[head] > l.head_indptr[head]) move(head);
-    for (index_t head = 0; head < heads; ++head) l.head_indptr[head] = new_begin[head];
-    l.head_indptr[heads] = l.view.mapping.num_slots;
-    l.view.length = *std::max_element(l.head_len, l.head_len + heads);
   }
 
   compressor_shape shape_;
