@@ -8,30 +8,17 @@
 
 #include <cstdint>
 
-#include "../core/layer_view.hpp"
-#include "../core/slot_lookup.hpp"
-#include "../structures/concept.hpp"
 #include "rank_bits.cuh"
+#include "segment_access.cuh"
 
 namespace kvcap::device {
 
 template <class T, layout Layout, structure Structure>
-struct segment_reduce_context {
-  const layer_view<T, Layout>* view;
-  const Structure* structure;
-  index_t head_, length_;
+struct segment_reduce_context : segment_access<T, Layout, Structure> {
   const std::uint64_t* keys_;  // (tok) rank keys of the segment
   selection selection_;
 
-  KVCAP_HOST_DEVICE index_t num_tokens() const { return length_; }
-  KVCAP_HOST_DEVICE index_t head_dim() const { return view->mapping.head_dim; }
   KVCAP_HOST_DEVICE bool is_kept(index_t tok) const { return selection_.keeps(keys_[tok]); }
-  KVCAP_HOST_DEVICE vector_ref<T> key(index_t tok) const { return {view->k + view->mapping(tok, head_), head_dim()}; }
-  KVCAP_HOST_DEVICE vector_ref<T> value(index_t tok) const { return {view->v + view->mapping(tok, head_), head_dim()}; }
-  KVCAP_HOST_DEVICE token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
-  KVCAP_HOST_DEVICE bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
-    return neighbour_slot(*view, *structure, head_, length_, tok, d, slot);
-  }
 };
 
 /// A reducer that a group of threads can run together (reducers::merge); any other reducer

@@ -29,8 +29,9 @@ __global__ void __launch_bounds__(reduce_threads)
   if (cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>(ws.report->code).load(cuda::memory_order_relaxed) != 0)
     return;  // warp-uniform: every lane reads the same report
   const plan_segment seg = ws.segments[a];
-  segment_reduce_context<T, Layout, Structure> ctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
-                                                   ws.keys + ws.token_indptr[a], ws.selections[a]};
+  segment_reduce_context<T, Layout, Structure> ctx{{ws.views + seg.view, &policies.structure, seg.head, seg.length},
+                                                   ws.keys + ws.token_indptr[a],
+                                                   ws.selections[a]};
   const warp_group warp;
   if constexpr (group_reducer<Reducer, decltype(ctx), warp_group>) policies.reducer.reduce(ctx, warp);
   else if (warp.rank() == 0) policies.reducer.reduce(ctx);

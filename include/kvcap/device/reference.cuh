@@ -184,7 +184,7 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
     float* mean = needs.mean_unit_key ? ws.mean_keys + a * p.head_dim : nullptr;
     const float* mass = needs.window_mass ? ws.window_mass + ws.token_indptr[a] : nullptr;
     if constexpr (needs.window_mass) window_mass(ws, p, a);
-    const segment_score_context<T, Layout, Structure> ctx{&view, &policies.structure, seg.head, n, mean, mass};
+    const segment_score_context<T, Layout, Structure> ctx{{&view, &policies.structure, seg.head, n}, mean, mass};
     for (index_t tok = 1; tok < n; ++tok)
       if (ctx.meta(tok).index <= ctx.meta(tok - 1).index && ws.report->code == 0)
         *ws.report = {static_cast<std::int32_t>(errc::meta_out_of_order), 0, segment, ctx.meta(tok - 1).index + 1,
@@ -227,8 +227,9 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   for (index_t a = 0; a < p.active_segments; ++a) {
     const plan_segment& seg = ws.segments[a];
     if constexpr (Reducer::merges) {
-      segment_reduce_context<T, Layout, Structure> rctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
-                                                        ws.keys + ws.token_indptr[a], ws.selections[a]};
+      segment_reduce_context<T, Layout, Structure> rctx{
+          {ws.views + seg.view, &policies.structure, seg.head, seg.length}, ws.keys + ws.token_indptr[a],
+          ws.selections[a]};
       policies.reducer.reduce(rctx);
     }
     const index_t tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];

@@ -3,52 +3,38 @@
 // device kernels (and the host reference of the device algorithm) hand it to a scorer, and
 // the per-token maths every stage shares with the host executor.
 //
-// The context offers the archetype API of scorers/concept.hpp over a layer view of any
-// layout, with the segment's own length (per-head lengths included). next_index() is the
-// logical index after
-// the segment's last token: whenever compress has work to do, that token is the last one
-// appended, so this equals the host executor's next_index. neighbour() asks the structure
-// model, then finds the slot by binary search over the head's ascending logical indices, as
-// the host executor does. The structure model's functions must then be callable on the
+// The context offers the archetype API of scorers/concept.hpp over one segment
+// (segment_access.cuh: a layer view of any layout, the segment's own length, structure
+// neighbours by binary search over the head's ascending logical indices, as the host
+// executor finds them). next_index() is the logical index after the segment's last token:
+// whenever compress has work to do, that token is the last one appended, so this equals the
+// host executor's next_index. The structure model's functions must be callable on the
 // device: they are constexpr, so device translation units need --expt-relaxed-constexpr.
+// Shared inputs (mean unit key, window mass) come from the workspace.
 // Plain C++ with host/device annotations.
 
 #include <math.h>
 
-#include "../core/layer_view.hpp"
 #include "../core/ranking.hpp"
-#include "../core/slot_lookup.hpp"
 #include "../scorers/concept.hpp"
-#include "../structures/concept.hpp"
 #include "rank_bits.cuh"
+#include "segment_access.cuh"
 
 namespace kvcap::device {
 
 template <class T, layout Layout, structure Structure>
-struct segment_score_context {
-  const layer_view<T, Layout>* view;
-  const Structure* structure;
-  index_t head_, length_;
+struct segment_score_context : segment_access<T, Layout, Structure> {
   const float* mean_unit_key_;  // (dim), when the scorer asked for it
   const float* window_mass_;    // (tok), when the scorer asked for it
 
-  KVCAP_HOST_DEVICE index_t num_tokens() const { return length_; }
-  KVCAP_HOST_DEVICE index_t head() const { return head_; }
-  KVCAP_HOST_DEVICE index_t head_dim() const { return view->mapping.head_dim; }
-  KVCAP_HOST_DEVICE index_t next_index() const { return length_ > 0 ? meta(length_ - 1).index + 1 : 0; }
-  KVCAP_HOST_DEVICE vector_ref<const T> key(index_t tok) const {
-    return {view->k + view->mapping(tok, head_), head_dim()};
+  KVCAP_HOST_DEVICE index_t next_index() const {
+    return this->length_ > 0 ? meta(this->length_ - 1).index + 1 : 0;
   }
-  KVCAP_HOST_DEVICE vector_ref<const T> value(index_t tok) const {
-    return {view->v + view->mapping(tok, head_), head_dim()};
-  }
-  KVCAP_HOST_DEVICE const token_meta& meta(index_t tok) const { return view->meta_at(tok, head_); }
-  KVCAP_HOST_DEVICE vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, head_dim()}; }
+  KVCAP_HOST_DEVICE vector_ref<const T> key(index_t tok) const { return this->view->key(tok, this->head_); }
+  KVCAP_HOST_DEVICE vector_ref<const T> value(index_t tok) const { return this->view->value(tok, this->head_); }
+  KVCAP_HOST_DEVICE const token_meta& meta(index_t tok) const { return this->view->meta_at(tok, this->head_); }
+  KVCAP_HOST_DEVICE vector_ref<const float> mean_unit_key() const { return {mean_unit_key_, this->head_dim()}; }
   KVCAP_HOST_DEVICE float window_mass(index_t tok) const { return window_mass_[tok]; }
-
-  KVCAP_HOST_DEVICE bool neighbour(index_t tok, grid_offset d, index_t& slot) const {
-    return neighbour_slot(*view, *structure, head_, length_, tok, d, slot);
-  }
 };
 
 /// What a scorer needs beyond the cache, as the workspace carve sees it.

@@ -50,7 +50,7 @@ __device__ inline token_site<T, Layout, Structure> site_of(const workspace_layou
   const plan_segment seg = ws.segments[a];
   const float* mean = ws.mean_keys != nullptr ? ws.mean_keys + a * head_dim : nullptr;
   const float* mass = ws.window_mass != nullptr ? ws.window_mass + ws.token_indptr[a] : nullptr;
-  return {a, g - ws.token_indptr[a], seg, {ws.views + seg.view, structure, seg.head, seg.length, mean, mass}};
+  return {a, g - ws.token_indptr[a], seg, {{ws.views + seg.view, structure, seg.head, seg.length}, mean, mass}};
 }
 
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
@@ -68,8 +68,8 @@ template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, compress_policies<Scorer, Structure, Reducer> policies) {
   const index_t a = blockIdx.x;
   const plan_segment seg = ws.segments[a];
-  const segment_score_context<T, Layout, Structure> ctx{ws.views + seg.view, &policies.structure, seg.head, seg.length,
-                                                        nullptr, nullptr};
+  const segment_score_context<T, Layout, Structure> ctx{
+      {ws.views + seg.view, &policies.structure, seg.head, seg.length}, nullptr, nullptr};
   const float* norms = ws.norms + ws.token_indptr[a];
   for (index_t dim = threadIdx.x; dim < head_dim; dim += blockDim.x)
     ws.mean_keys[a * head_dim + dim] = mean_unit_key_at(ctx, norms, dim);
