@@ -86,7 +86,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
     cache alone_done(n, heads, dim);  // the single thread's result
     alone_done.k = alone.k, alone_done.v = alone.v, alone_done.meta = alone.meta;
     for (index_t head = 0; head < heads; ++head) {
-      host::reduce_context<float, layouts::nhd, structures::temporal_frames> ctx{{&alone_done.view, &frames, head},
+      host::reduce_context<float, layouts::nhd, structures::temporal_frames> ctx{{&alone_done.view, &frames, head, n},
                                                                                  keep.data()};
       reducers::merge{}.reduce(ctx);
     }
@@ -100,7 +100,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
         for (int rank = 0; rank < size; ++rank)
           threads.emplace_back([&, rank] {
             host::reduce_context<float, layouts::nhd, structures::temporal_frames> ctx{
-                {&together.view, &frames, head}, keep.data()};
+                {&together.view, &frames, head, n}, keep.data()};
             reducers::merge{}.reduce(ctx, team{&shared, rank, size});
           });
         for (auto& t : threads) t.join();

@@ -306,7 +306,7 @@ std::vector<float> host_window_scores(const layer_view<T, Layout>& view, index_t
   ws.mass = at;
   host::window_mass(view, head, window, causal, ws);
   const index_t next = n > 0 ? view.meta_at(n - 1, head).index + 1 : 0;
-  const host::score_context<T, Layout, Structure> ctx{{&view, &structure, head}, next, nullptr, ws.mass};
+  const host::score_context<T, Layout, Structure> ctx{{&view, &structure, head, n}, next, nullptr, ws.mass};
   std::vector<float> scores(static_cast<std::size_t>(n));
   for (index_t tok = 0; tok < n; ++tok) scores[tok] = sanitize_score(scorer.score(ctx, tok));
   return scores;
@@ -378,7 +378,7 @@ void oracle_compress_head(const layer_view<T, Layout>& view, index_t head, index
   }
   for (auto& x : mean) x /= static_cast<float>(length);
   const index_t next = sized.meta_at(length - 1, head).index + 1;
-  const host::score_context<T, Layout, Structure> ctx{{&sized, &structure, head}, next, mean.data(), nullptr};
+  const host::score_context<T, Layout, Structure> ctx{{&sized, &structure, head, length}, next, mean.data(), nullptr};
   std::vector<float> scores(static_cast<std::size_t>(length));
   if constexpr (composite_scorer<Scorer>) {
     constexpr index_t nc = num_components_v<Scorer>;

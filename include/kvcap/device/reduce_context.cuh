@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
+#include "../core/segment_access.hpp"
 #include "rank_bits.cuh"
-#include "segment_access.cuh"
 
 namespace kvcap::device {
 

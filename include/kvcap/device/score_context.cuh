@@ -4,7 +4,7 @@
 // the per-token maths every stage shares with the host executor.
 //
 // The context offers the archetype API of scorers/concept.hpp over one segment
-// (segment_access.cuh: a layer view of any layout, the segment's own length, structure
+// (core/segment_access.hpp: a layer view of any layout, the segment's own length, structure
 // neighbours by binary search over the head's ascending logical indices, as the host
 // executor finds them). next_index() is the logical index after the segment's last token:
 // whenever compress has work to do, that token is the last one appended, so this equals the
@@ -16,9 +16,9 @@
 #include <math.h>
 
 #include "../core/ranking.hpp"
+#include "../core/segment_access.hpp"
 #include "../scorers/concept.hpp"
 #include "rank_bits.cuh"
-#include "segment_access.cuh"
 
 namespace kvcap::device {
 

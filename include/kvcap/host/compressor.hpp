@@ -389,7 +389,7 @@ class compressor {
     if constexpr (Scorer::inputs.mean_unit_key) compute_mean_unit_key(view, head);
     if constexpr (Scorer::inputs.window_mass) window_mass(view, head, window, chunk_tail, ws_.window);
     const score_context<T, Layout, Structure> ctx{
-        {&view, &policies_.structure, head}, l.next_index, ws_.mean_unit_key, ws_.window.mass};
+        {&view, &policies_.structure, head, n}, l.next_index, ws_.mean_unit_key, ws_.window.mass};
     if constexpr (num_components == 0) {
       for (index_t tok = 0; tok < n; ++tok) scores[tok] = sanitize_score(policies_.scorer.score(ctx, tok));
     } else {
@@ -417,7 +417,7 @@ class compressor {
   /// The reducer's turn (it may fold dropped tokens into kept ones), then the kept slots
   /// of `head` close up.
   void reduce_and_compact(const layer_state& l, index_t head, const std::uint8_t* keep_flags) {
-    reduce_context<T, Layout, Structure> rctx{{&l.view, &policies_.structure, head}, keep_flags};
+    reduce_context<T, Layout, Structure> rctx{{&l.view, &policies_.structure, head, head_length(l, head)}, keep_flags};
     policies_.reducer.reduce(rctx);
     compact_head(l.view, head, head_length(l, head), keep_flags);
   }

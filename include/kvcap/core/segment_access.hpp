@@ -1,22 +1,22 @@
 #pragma once
-// kvcap/device/segment_access.cuh — one active (view, head) segment of a device call, as the
-// device's score and reduce contexts (and the host reference of the device algorithm) read
-// it: slots [0, length) of one head of a layer view of any layout, with the segment's own
-// length (per-head lengths included), and its structure neighbours found as the host
-// executor finds them (core/slot_lookup.hpp). The device twin of host::head_access. Plain C++
-// with host/device annotations.
+// kvcap/core/segment_access.hpp — one head of one layer's cache as a policy sees it: slots
+// [0, length) of a layer view of any layout, and the structure model that names each token's
+// neighbours (found by binary search over the head's ascending logical indices,
+// core/slot_lookup.hpp). The common base of every executor's score and reduce contexts, host
+// and device, so that a policy reads the cache the same way everywhere. Plain C++ with
+// host/device annotations.
 
-#include "../core/layer_view.hpp"
-#include "../core/slot_lookup.hpp"
+#include "layer_view.hpp"
+#include "slot_lookup.hpp"
 #include "../structures/concept.hpp"
 
-namespace kvcap::device {
+namespace kvcap {
 
 template <class T, layout Layout, structure Structure>
 struct segment_access {
   const layer_view<T, Layout>* view;
   const Structure* structure;
-  index_t head_, length_;
+  index_t head_, length_;  ///< length_: the head's resident slots (view->length_of(head))
 
   KVCAP_HOST_DEVICE index_t num_tokens() const { return length_; }
   KVCAP_HOST_DEVICE index_t head() const { return head_; }
@@ -29,4 +29,4 @@ struct segment_access {
   }
 };
 
-}  // namespace kvcap::device
+}  // namespace kvcap
