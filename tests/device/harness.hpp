@@ -293,22 +293,29 @@ std::vector<float> host_window_scores(const layer_view<T, Layout>& view, index_t
                                       const Structure& structure, const kv_tensor<const T>& window, bool causal) {
   const index_t n = view.length_of(head), dim = view.mapping.head_dim;
   const index_t rows = window.num_tokens * (window.num_heads / view.mapping.num_heads);
-  std::vector<float> buffers(static_cast<std::size_t>(rows * dim + host::window_mass_workspace::key_tile * dim +
-                                                      rows * host::window_mass_workspace::key_tile + 2 * rows + n));
-  float* at = buffers.data();
-  host::window_mass_workspace ws;
-  ws.max_rows = rows;
-  ws.queries = at, at += rows * dim;
-  ws.keys = at, at += host::window_mass_workspace::key_tile * dim;
-  ws.logits = at, at += rows * host::window_mass_workspace::key_tile;
-  ws.row_max = at, at += rows;
-  ws.row_sum = at, at += rows;
-  ws.mass = at;
+  workspace_carver sizer;  // the host executor's own carve, into a buffer of its size
+  host::window_mass_workspace::carve(sizer, rows, dim, n);
+  std::vector<std::byte> buffer(sizer.bytes());
+  workspace_carver carver(buffer.data());
+  const auto ws = host::window_mass_workspace::carve(carver, rows, dim, n);
   host::window_mass(view, head, window, causal, ws);
   const index_t next = n > 0 ? view.meta_at(n - 1, head).index + 1 : 0;
   const host::score_context<T, Layout, Structure> ctx{{&view, &structure, head, n}, next, nullptr, ws.mass};
   std::vector<float> scores(static_cast<std::size_t>(n));
   for (index_t tok = 0; tok < n; ++tok) scores[tok] = sanitize_score(scorer.score(ctx, tok));
+  return scores;
+}
+
+/// The host's scores of every head of `q`'s cache before its compress, for a window scorer
+/// with a window drawn (see host_request::next_window); empty otherwise.
+template <class Request, class Policies>
+std::vector<std::vector<float>> window_scores_before_compress(const Request& q, const Policies& policies,
+                                                              bool causal) {
+  std::vector<std::vector<float>> scores;
+  if constexpr (Request::windowed)
+    if (q.window.data != nullptr)
+      for (index_t head = 0; head < q.c->shape().num_kv_heads; ++head)
+        scores.push_back(host_window_scores(q.c->layer(0), head, policies.scorer, policies.structure, q.window, causal));
   return scores;
 }
 

@@ -71,11 +71,7 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
     auto& q = requests[i];
     const auto& host_view = q.c->layer(0);
     const std::vector<index_t> lengths_before(static_cast<std::size_t>(heads), host_view.length);
-    std::vector<std::vector<float>> scores;  // window scorers: the host's, for near-ties
-    if constexpr (windowed)
-      if (q.window.data != nullptr)
-        for (index_t head = 0; head < heads; ++head)
-          scores.push_back(host_window_scores(host_view, head, policies.scorer, policies.structure, q.window, causal));
+    const auto scores = window_scores_before_compress(q, policies, causal);  // for near-ties
     q.compress();
     clone(before[i], expected[i]);
     copy_tokens(host_view, expected[i].view, std::vector<index_t>(static_cast<std::size_t>(heads), host_view.length));

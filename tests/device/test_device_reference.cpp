@@ -505,16 +505,13 @@ case_counts reference_matches_host(rng& r, const case_limits& limits = {}) {
     for (index_t head = 0; head < heads; ++head) sizes_before.push_back(sizes(head));
     // Window scorers: the cache and the host's scores before it compresses, for near-ties.
     host_image<T, Layout> before;
-    std::vector<std::vector<float>> scores;
+    const auto scores = window_scores_before_compress(q, policies, causal);
     const std::vector<index_t> lengths_before(static_cast<std::size_t>(heads), host_view.length);
-    if constexpr (windowed)
-      if (q.window.data != nullptr) {
-        arrange(before, r, host_view.capacity(), heads, dim);
-        copy_tokens(host_view, before.view, lengths_before);
-        before.view.length = host_view.length;
-        for (index_t head = 0; head < heads; ++head)
-          scores.push_back(host_window_scores(host_view, head, policies.scorer, policies.structure, q.window, causal));
-      }
+    if (!scores.empty()) {
+      arrange(before, r, host_view.capacity(), heads, dim);
+      copy_tokens(host_view, before.view, lengths_before);
+      before.view.length = host_view.length;
+    }
     q.compress();
     REQUIRE(lengths_out[i] == host_view.length);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
