@@ -215,9 +215,9 @@ struct host_request {
   index_t budget = 0, max_chunk = 0;
   values mode = values::normal;
   index_t next_index = 0, num_protected = 0;
-  // Window scorers: GQA group, most window queries, causal (the chunk's tail) or not, and the
-  // window of the next compress (see next_window).
-  index_t group = 1, max_window = 0;
+  // Window scorers: most window queries, causal (the chunk's tail) or not, and the window of
+  // the next compress (see next_window).
+  index_t max_window = 0;
   bool causal = true;
   std::vector<T> queries;
   kv_tensor<const T> window{};
@@ -230,7 +230,7 @@ struct host_request {
       if (causal && length == 0) return;  // nothing resident: nothing to compress
       const index_t w = r.between(1, causal ? std::min(max_window, length) : max_window);
       queries.resize(static_cast<std::size_t>(w * heads * dim));
-      for (auto& x : queries) x = draw<T>(r, mode == values::huge ? values::normal : mode, nullptr, 0);
+      for (auto& x : queries) x = draw<T>(r, mode, nullptr, 0);
       window = {queries.data(), w, heads, dim, r.chance(0.5) ? kv_layout::nhd : kv_layout::hnd};
     }
   }
@@ -272,8 +272,8 @@ struct host_request {
     budget = r.between(1, max_budget);
     max_chunk = r.between(1, max_chunk_limit);
     mode = static_cast<values>(r.between(0, windowed ? 2 : 3));  // windows: no overflowing logits
-    group = window_group, causal = window_causal, max_window = windowed ? r.between(1, 8) : 0;
-    const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads * group,
+    causal = window_causal, max_window = windowed ? r.between(1, 8) : 0;
+    const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads * window_group,
                                        .head_dim = dim, .max_chunk = max_chunk, .max_window = max_window};
     c = std::make_unique<executor>(
         shape, typename executor::policies{.scorer = scorer, .budget = {.tokens = budget}, .structure = structure});

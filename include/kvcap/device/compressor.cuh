@@ -23,10 +23,11 @@
 // written to batch.lengths_out / head_lengths_out on the host right away (they follow from
 // the inputs: min(length, budget)); they hold if read_status is ok.
 //
-// What the call enqueues on `stream`: 2 memsets, up to 4 small host-to-device copies of the
-// batch description (from pageable memory they are staged by the driver before the call
-// returns, so the spans may be reused at once; to capture the call in a CUDA graph, keep the
-// spans in page-locked memory and unchanged until the graph runs), and 4 to 8 kernels.
+// What the call enqueues on `stream`: 2 memsets, up to 5 small host-to-device copies of the
+// batch description (views, budgets, per-head lengths and budgets, windows; from pageable
+// memory they are staged by the driver before the call returns, so the spans may be reused at
+// once; to capture the call in a CUDA graph, keep the spans in page-locked memory and
+// unchanged until the graph runs), and 4 to 11 kernels.
 // There is no synchronisation and no device query.
 
 #include <cuda_runtime_api.h>

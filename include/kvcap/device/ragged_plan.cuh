@@ -125,7 +125,6 @@ struct plan_totals {
   index_t tile_tokens = 1;
   index_t max_length = 0;       ///< longest active segment
   index_t window_rows = 0;      ///< window scorers: most window queries × GQA group of a view
-  index_t num_q_heads = 0;      ///< window scorers: query heads of the windows
   bool window_causal = true;    ///< window scorers: the windows are the chunks' tails
   bool head_lengths = false, head_budgets = false;
 };
@@ -227,21 +226,22 @@ constexpr status check_windows(const compress_batch<T, Layout>& batch, plan_tota
   if (static_cast<index_t>(batch.windows.size()) != num_views)
     return status::failure(errc::invalid_argument, "windows.size() (a window scorer needs one window per view)", -1,
                            num_views, static_cast<index_t>(batch.windows.size()));
+  index_t q_heads = 0;  // of the first non-empty window; every other must match it
   for (index_t view = 0; view < num_views; ++view) {
     const kv_tensor<const T>& w = batch.windows[view];
     if (w.data == nullptr && w.num_tokens == 0) continue;  // empty
     if (w.data == nullptr || w.num_tokens <= 0)
       return status::failure(errc::invalid_argument, "windows[].num_tokens (>= 1 query, at non-null data)", view, 1,
                              w.num_tokens);
-    if (p.num_q_heads == 0) p.num_q_heads = w.num_heads;
-    if (p.num_q_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0)
+    if (q_heads == 0) q_heads = w.num_heads;
+    if (q_heads <= 0 || q_heads % p.num_kv_heads != 0)
       return status::failure(errc::shape_mismatch, "windows[].num_heads (a positive multiple of num_kv_heads)", view,
-                             p.num_kv_heads, p.num_q_heads);
-    if (w.num_heads != p.num_q_heads)
-      return status::failure(errc::shape_mismatch, "windows[].num_heads", view, p.num_q_heads, w.num_heads);
+                             p.num_kv_heads, q_heads);
+    if (w.num_heads != q_heads)
+      return status::failure(errc::shape_mismatch, "windows[].num_heads", view, q_heads, w.num_heads);
     if (w.head_dim != p.head_dim)
       return status::failure(errc::shape_mismatch, "windows[].head_dim", view, p.head_dim, w.head_dim);
-    const index_t rows = w.num_tokens * (p.num_q_heads / p.num_kv_heads);
+    const index_t rows = w.num_tokens * (q_heads / p.num_kv_heads);
     p.window_rows = rows > p.window_rows ? rows : p.window_rows;
   }
   if (window_block_rows(p.head_dim) == 0)

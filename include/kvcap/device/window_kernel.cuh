@@ -19,6 +19,7 @@
 
 namespace kvcap::device::detail {
 
+/// The max and the sum over a warp's lanes (every lane gets them).
 __device__ inline float warp_max(float x) {
   for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
   return x;
