@@ -24,7 +24,7 @@ inline bool no_gpu() {
 }
 
 /// `cases` scaled by KVCAP_DEVICE_TEST_SCALE (a fraction; 1 when unset), at least 1: the
-/// sanitizer runs (tools/device/run_device_checks.sh) take a sample of the randomized cases.
+/// sanitizer runs (tools/device/device_checks.sh) take a sample of the randomized cases.
 inline int scaled(int cases) {
   static const double scale = [] {
     const char* s = std::getenv("KVCAP_DEVICE_TEST_SCALE");

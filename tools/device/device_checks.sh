@@ -8,7 +8,10 @@
 # (CUDA architectures 90-real;75-virtual, as CI) and stages them, with the CUDA runtime they
 # link and the commit they were built from, in build/device-checks. The GPU machine has nvcc
 # but neither doctest, Eigen nor Google Benchmark, so the binaries travel instead of the
-# sources: carry build/device-checks (glibc and libstdc++ there are newer than here).
+# sources: carry build/device-checks. The libraries the binaries link that the GPU machine's
+# image may lack travel with them: the CUDA runtime and Google Benchmark in the folder itself,
+# and this machine's libstdc++ and libgcc in fallback/, used only when the loader there says
+# the binaries need newer ones than it has.
 #
 # `run` writes, into OUT:
 #   device.txt            nvidia-smi, the date, the binaries' build commit
@@ -18,8 +21,11 @@
 #                         sample of the parity cases (KVCAP_DEVICE_TEST_SCALE) and the example
 #   bench.log, bench.json bench_device_compress: compaction vs cudaMemcpy D2D, score / select /
 #                         merge / compact vs a reference attention of the chunk, in one run
-# Each step has its own time limit and the run goes on after a failure; the exit status is
-# that of the first failed step. Commit OUT under docs/results/device/ with the device name.
+# The steps run in that order of importance (tests, example, benchmark, sanitizers), each with
+# its own time limit, all within BUDGET_S seconds (default 420) so the call ends well inside
+# the device tool's limit; a step with no time left is logged as skipped and fails the run. The
+# run goes on after a failure; the exit status is that of the first failed step. Commit OUT
+# under docs/results/device/ with the device name.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,23 +38,52 @@ case "${1:-}" in
     cmake --build --preset release -j2 --target test_device_compress device_loop_example
     cmake --preset bench > /dev/null
     cmake --build build/bench -j2 --target bench_device_compress
-    rm -rf "$staged" && mkdir -p "$staged"
+    rm -rf "$staged" && mkdir -p "$staged/fallback"
     cp build/release/tests/device/test_device_compress build/release/tests/device_loop_example \
       build/bench/bench/device/bench_device_compress "$staged/"
-    cudart=$(ldd "$staged/test_device_compress" | awk '/libcudart/ {print $3}')
-    [ -n "$cudart" ] && cp -L "$cudart" "$staged/"
+    for lib in libcudart libbenchmark; do  # not part of the GPU machine's base image
+      path=$(ldd "$staged"/*_* | awk -v lib="$lib" '$1 ~ "^" lib {print $3; exit}')
+      [ -n "$path" ] && cp -L "$path" "$staged/"
+    done
+    for lib in libstdc++.so.6 libgcc_s.so.1; do
+      cp -L "$(ldd "$staged/test_device_compress" | awk -v lib="$lib" '$1 == lib {print $3}')" "$staged/fallback/"
+    done
     echo "$(git rev-parse HEAD)$(git diff --quiet HEAD -- include tests examples bench || echo ' (with local changes)')" \
       > "$staged/BUILD_COMMIT"
-    ls -la "$staged"
+    ls -la "$staged" "$staged/fallback"
     ;;
   run)
-    out=${2:?usage: device_checks.sh run OUT}
+    out=${2:?usage: device_checks.sh run OUT [BUDGET_S]}
+    budget=${3:-420}
     mkdir -p "$out"
     export LD_LIBRARY_PATH="$PWD/$staged${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    {
+      date -u
+      echo "build commit: $(cat "$staged/BUILD_COMMIT" 2>/dev/null)"
+      uname -a
+      nvidia-smi
+      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+      compute-sanitizer --version
+      if ldd "$staged"/*_* | grep -q 'not found'; then
+        echo "the loader lacks libraries or versions the binaries need; using $staged/fallback:"
+        ldd "$staged"/*_* | grep 'not found'
+      fi
+      ldd "$staged/bench_device_compress"
+    } > "$out/device.txt" 2>&1
+    if grep -q "using $staged/fallback" "$out/device.txt"; then
+      export LD_LIBRARY_PATH="$PWD/$staged/fallback:$LD_LIBRARY_PATH"
+    fi
     status=0
     step() {  # step LOG LIMIT_S COMMAND...: appends the command's output to LOG
       local log=$1 limit=$2
       shift 2
+      local left=$((budget - SECONDS - 5))
+      if [ "$left" -lt 10 ]; then
+        echo "### $* skipped: out of time (${SECONDS} s of ${budget} s used)" >> "$log"
+        [ "$status" -eq 0 ] && status=124
+        return
+      fi
+      [ "$limit" -gt "$left" ] && limit=$left
       echo "### $* (limit ${limit} s)" >> "$log"
       local start=$SECONDS
       timeout "$limit" "$@" >> "$log" 2>&1
@@ -56,20 +91,23 @@ case "${1:-}" in
       echo "### exit $rc after $((SECONDS - start)) s" >> "$log"
       if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then status=$rc; fi
     }
-    { date -u; nvidia-smi; echo "build commit: $(cat "$staged/BUILD_COMMIT" 2>/dev/null)"; } > "$out/device.txt" 2>&1
-    step "$out/tests.log" 240 "$staged/test_device_compress"
-    step "$out/tests.log" 60 "$staged/device_loop_example"
+    step "$out/tests.log" 150 "$staged/test_device_compress" --duration=true
+    step "$out/tests.log" 30 "$staged/device_loop_example"
+    step "$out/bench.log" 120 "$staged/bench_device_compress" --benchmark_min_time=0.1 --benchmark_repetitions=3 \
+      --benchmark_counters_tabular=true --benchmark_out="$out/bench.json" --benchmark_out_format=json
     for tool in memcheck racecheck initcheck synccheck; do
-      step "$out/sanitizer.log" 120 env KVCAP_DEVICE_TEST_SCALE=0.02 \
+      step "$out/sanitizer.log" 60 env KVCAP_DEVICE_TEST_SCALE=0.02 \
         compute-sanitizer --tool "$tool" --error-exitcode 1 "$staged/test_device_compress"
-      step "$out/sanitizer.log" 60 compute-sanitizer --tool "$tool" --error-exitcode 1 "$staged/device_loop_example"
+      step "$out/sanitizer.log" 30 compute-sanitizer --tool "$tool" --error-exitcode 1 "$staged/device_loop_example"
     done
-    step "$out/bench.log" 240 "$staged/bench_device_compress" --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
-      --benchmark_out="$out/bench.json" --benchmark_out_format=json
+    for log in "$out"/*.log; do  # what comes back is at most 16 MiB a file
+      [ "$(stat -c %s "$log")" -gt 15000000 ] && truncate -s 15000000 "$log" && echo "### (truncated)" >> "$log"
+    done
+    echo "device checks: exit $status after $SECONDS s"
     exit "$status"
     ;;
   *)
-    echo "usage: $0 build | run OUT" >&2
+    echo "usage: $0 build | run OUT [BUDGET_S]" >&2
     exit 2
     ;;
 esac
