@@ -57,6 +57,7 @@ case "${1:-}" in
     budget=${3:-420}
     mkdir -p "$out"
     export LD_LIBRARY_PATH="$PWD/$staged${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export PATH="$PATH:/usr/local/cuda/bin:/usr/local/cuda/compute-sanitizer"
     {
       date -u
       echo "build commit: $(cat "$staged/BUILD_COMMIT" 2>/dev/null)"
