@@ -90,24 +90,6 @@ struct device_image {
   }
 };
 
-/// A host image with the same arrangement (and contents) as `from`.
-template <class T, layout Layout>
-void clone(const host_image<T, Layout>& from, host_image<T, Layout>& to) {
-  to.k = from.k, to.v = from.v, to.meta = from.meta, to.block_table = from.block_table, to.head_indptr = from.head_indptr;
-  to.view = from.view;
-  to.bind();
-}
-
-/// First difference between two images' whole storage (every element, in use or not).
-template <class T, layout Layout>
-std::string compare_storage(const host_image<T, Layout>& x, const host_image<T, Layout>& y) {
-  if (std::memcmp(x.k.data(), y.k.data(), x.k.size() * sizeof(T)) != 0) return "k storage differs";
-  if (std::memcmp(x.v.data(), y.v.data(), x.v.size() * sizeof(T)) != 0) return "v storage differs";
-  for (std::size_t i = 0; i < x.meta.size(); ++i)
-    if (!(x.meta[i] == y.meta[i])) return "meta storage differs at " + std::to_string(i);
-  return {};
-}
-
 /// A device workspace of `bytes` (freed at scope exit).
 struct device_buffer {
   device::counting_resource* mr;

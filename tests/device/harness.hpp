@@ -167,6 +167,53 @@ std::string compare_tokens(const layer_view<T, A>& x, const layer_view<T, B>& y,
   return {};
 }
 
+/// A host image with the same arrangement (and contents) as `from`.
+template <class T, layout Layout>
+void clone(const host_image<T, Layout>& from, host_image<T, Layout>& to) {
+  to.k = from.k, to.v = from.v, to.meta = from.meta, to.block_table = from.block_table, to.head_indptr = from.head_indptr;
+  to.view = from.view;
+  to.bind();
+}
+
+/// First difference between two images' whole storage (every element, in use or not).
+template <class T, layout Layout>
+std::string compare_storage(const host_image<T, Layout>& x, const host_image<T, Layout>& y) {
+  const auto first_difference = [](const std::vector<T>& a, const std::vector<T>& b) {
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) return std::to_string(i);
+    return std::string{};
+  };
+  if (const auto at = first_difference(x.k, y.k); !at.empty()) return "k storage differs at element " + at;
+  if (const auto at = first_difference(x.v, y.v); !at.empty()) return "v storage differs at element " + at;
+  for (std::size_t i = 0; i < x.meta.size(); ++i)
+    if (!(x.meta[i] == y.meta[i])) return "meta storage differs at " + std::to_string(i);
+  return {};
+}
+
+/// What an in-place compaction leaves past a head's new length: slot p of [lengths[head],
+/// lengths_before[head]) still holds the row it held when the compaction began. That is the
+/// row `before` held there, unless that row was kept: it then moved to the front, and a merge
+/// may have folded dropped tokens into it first, so p holds the kept token's final row (K, V
+/// and metadata, read from `after` by logical index). Writes those rows into `expected`, so
+/// that a whole-storage comparison also checks what a compression may leave behind.
+template <class T, layout A, layout B>
+void add_left_behind_rows(const layer_view<T, A>& before, std::span<const index_t> lengths_before,
+                          const layer_view<T, B>& after, std::span<const index_t> lengths,
+                          const layer_view<T, A>& expected) {
+  const index_t heads = before.mapping.num_heads, dim = before.mapping.head_dim;
+  for (index_t head = 0; head < heads; ++head)
+    for (index_t p = lengths[head]; p < lengths_before[head]; ++p) {
+      const index_t logical = before.meta_at(p, head).index;
+      for (index_t j = 0; j < lengths[head]; ++j)
+        if (after.meta_at(j, head).index == logical) {
+          std::memcpy(expected.k + expected.mapping(p, head), after.k + after.mapping(j, head), dim * sizeof(T));
+          std::memcpy(expected.v + expected.mapping(p, head), after.v + after.mapping(j, head), dim * sizeof(T));
+          expected.meta_at(p, head) = after.meta_at(j, head);
+          break;
+        }
+    }
+}
+
 /// A random scorer of each kind.
 template <class S>
 S make_scorer(rng& r) {

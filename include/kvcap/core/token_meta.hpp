@@ -5,6 +5,7 @@
 // slot `tok` of head 0 and of head 1 may hold different original tokens. The record
 // travels with its token through every compaction.
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -30,10 +31,15 @@ struct token_meta {
   segment_kind kind = segment_kind::text;
   bool is_protected = false;      ///< never evicted (system prompt, question)
   std::int32_t size = 1;          ///< tokens this slot stands for (1, or more after a merge)
+  /// Explicit padding, always 0: the record has no indeterminate bytes, so the device
+  /// compaction's whole-record copies (64-bit words) read only what a member-wise write of
+  /// the record initialised (compute-sanitizer's initcheck holds engines to that).
+  std::int32_t reserved = 0;
   friend constexpr bool operator==(const token_meta&, const token_meta&) = default;
 };
 
 static_assert(std::is_trivially_copyable_v<token_meta>);
+static_assert(offsetof(token_meta, reserved) + sizeof(std::int32_t) == sizeof(token_meta), "no trailing padding");
 static_assert(sizeof(token_meta) == 40, "token_meta is part of the peak formula; keep it 40 bytes");
 
 }  // namespace kvcap

@@ -10,7 +10,9 @@
 // shared memory, publishes "read" for its tile, waits until every earlier tile whose slots its
 // destinations overwrite has published, then writes. Nothing is copied outside the cache but
 // one tile per block; rows that stay in place are not touched. When the device found a
-// metadata error (the report is set), no block writes anything.
+// metadata error (the report is set), no block writes anything. The tile flags and the tile
+// counter start at zero: the select kernel resets them (select.cuh), so compaction always
+// follows a selection.
 //
 // Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned).
 
@@ -44,7 +46,11 @@ __global__ void __launch_bounds__(compact_threads)
   __shared__ typename scan::TempStorage temp;
   __shared__ index_t tile_id;
   __shared__ bool abort;
-  __shared__ std::int32_t src_slot[compact_threads], dst_slot[compact_threads];  // of the moving rows
+  // The moving rows' slots, and their K/V element offsets (K and V share the mapping) found
+  // once per row so that the copy loops only add. With the staging (at most
+  // staging_bytes_limit) this stays within the 48 KiB a block has without opting in.
+  __shared__ std::int32_t src_slot[compact_threads], dst_slot[compact_threads];
+  __shared__ index_t src_row[compact_threads], dst_row[compact_threads];
 
   const int t = threadIdx.x;
   if (t == 0) {
@@ -61,6 +67,7 @@ __global__ void __launch_bounds__(compact_threads)
   const index_t end = begin + tile_tokens < seg.length ? begin + tile_tokens : seg.length;
   const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
   const selection sel = ws.selections[a];
+  const index_t head = seg.head;
 
   // Destinations: kept_before of the tile plus the rank among its kept slots.
   const index_t tok = begin + t;
@@ -71,27 +78,34 @@ __global__ void __launch_bounds__(compact_threads)
   const bool moving = kept && dst != tok;
   __syncthreads();
   scan(temp).ExclusiveSum(moving ? 1 : 0, moving_rank, num_moving);
-  if (moving) src_slot[moving_rank] = static_cast<std::int32_t>(tok), dst_slot[moving_rank] = static_cast<std::int32_t>(dst);
+  if (moving) {
+    src_row[moving_rank] = view.mapping(tok, head), dst_row[moving_rank] = view.mapping(dst, head);
+    src_slot[moving_rank] = static_cast<std::int32_t>(tok), dst_slot[moving_rank] = static_cast<std::int32_t>(dst);
+  }
   __syncthreads();
 
-  // Stage every moving row of this tile.
-  const index_t head = seg.head;
-  const index_t row_vecs = view.mapping.head_dim * static_cast<index_t>(sizeof(T)) / VecBytes;
+  // Stage every moving row of this tile. Vector i of the K (V) stage is vector c of moving
+  // row r, i = r · row_vecs + c; each thread steps (r, c) by blockDim without dividing.
+  const int row_vecs = static_cast<int>(view.mapping.head_dim * static_cast<index_t>(sizeof(T)) / VecBytes);
+  const int vecs = num_moving * row_vecs, step_r = compact_threads / row_vecs, step_c = compact_threads % row_vecs;
   const index_t region = (tile_tokens * row_vecs * VecBytes + 15) / 16 * 16;
   auto* stage_k = reinterpret_cast<vec*>(staging_);
   auto* stage_v = reinterpret_cast<vec*>(reinterpret_cast<unsigned char*>(staging_) + region);
   auto* stage_m = reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(staging_) + 2 * region);
-  const auto row = [&](T* base, index_t slot) { return reinterpret_cast<vec*>(base + view.mapping(slot, head)); };
+  const auto* k_in = view.k;
+  const auto* v_in = view.v;
+  {
+    int r = t / row_vecs, c = t % row_vecs;
+#pragma unroll 4
+    for (int i = t; i < vecs; i += compact_threads) {
+      stage_k[i] = reinterpret_cast<const vec*>(k_in + src_row[r])[c];
+      stage_v[i] = reinterpret_cast<const vec*>(v_in + src_row[r])[c];
+      r += step_r, c += step_c;
+      if (c >= row_vecs) c -= row_vecs, ++r;
+    }
+  }
   const auto meta_row = [&](index_t slot) { return reinterpret_cast<std::uint64_t*>(&view.meta_at(slot, head)); };
-  for (index_t i = t; i < num_moving * row_vecs; i += compact_threads) {
-    const index_t r = i / row_vecs, c = i - r * row_vecs;
-    stage_k[i] = row(view.k, src_slot[r])[c];
-    stage_v[i] = row(view.v, src_slot[r])[c];
-  }
-  for (index_t i = t; i < num_moving * meta_words; i += compact_threads) {
-    const index_t r = i / meta_words, w = i - r * meta_words;
-    stage_m[i] = meta_row(src_slot[r])[w];
-  }
+  for (int i = t; i < num_moving * meta_words; i += compact_threads) stage_m[i] = meta_row(src_slot[i / meta_words])[i % meta_words];
   __syncthreads();
   if (t == 0) {
     __threadfence();
@@ -108,15 +122,17 @@ __global__ void __launch_bounds__(compact_threads)
   }
   __syncthreads();
 
-  for (index_t i = t; i < num_moving * row_vecs; i += compact_threads) {
-    const index_t r = i / row_vecs, c = i - r * row_vecs;
-    row(view.k, dst_slot[r])[c] = stage_k[i];
-    row(view.v, dst_slot[r])[c] = stage_v[i];
+  {
+    int r = t / row_vecs, c = t % row_vecs;
+#pragma unroll 4
+    for (int i = t; i < vecs; i += compact_threads) {
+      reinterpret_cast<vec*>(view.k + dst_row[r])[c] = stage_k[i];
+      reinterpret_cast<vec*>(view.v + dst_row[r])[c] = stage_v[i];
+      r += step_r, c += step_c;
+      if (c >= row_vecs) c -= row_vecs, ++r;
+    }
   }
-  for (index_t i = t; i < num_moving * meta_words; i += compact_threads) {
-    const index_t r = i / meta_words, w = i - r * meta_words;
-    meta_row(dst_slot[r])[w] = stage_m[i];
-  }
+  for (int i = t; i < num_moving * meta_words; i += compact_threads) meta_row(dst_slot[i / meta_words])[i % meta_words] = stage_m[i];
 }
 
 }  // namespace kvcap::device::detail

@@ -173,7 +173,6 @@ template <class T, class Layout>
 status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                        const compress_batch<T, Layout>& batch, cudaStream_t stream) {
   if (p.active_segments == 0) return ok_status;
-  KVCAP_CUDA_TRY(cudaMemsetAsync(ws.tile_done, 0, static_cast<std::size_t>(p.tiles + 1) * sizeof(std::int32_t), stream));
   switch (vector_bytes(batch, p.head_dim)) {
     case 16: return launch_compact<16>(ws, p, stream);
     case 8: return launch_compact<8>(ws, p, stream);

@@ -57,12 +57,23 @@ KVCAP_HOST_DEVICE inline float key_norm_at(const Context& ctx, index_t tok) {
 /// Component `dim` of the mean over the segment of k / |k| (zero keys add nothing), summed
 /// in slot order and divided by the length: the host executor's operations in its order, so
 /// the result is bit-identical. `norms` holds key_norm_at of every slot.
+/// The slots are read 16 at a time before they are added in order, so that a device thread
+/// has 16 loads in flight rather than one (the sum, and so the result, is unchanged).
 template <class Context>
 KVCAP_HOST_DEVICE inline float mean_unit_key_at(const Context& ctx, const float* norms, index_t dim) {
+  constexpr index_t batch = 16;
+  const index_t n = ctx.num_tokens();
   float acc = 0.f;
-  for (index_t tok = 0; tok < ctx.num_tokens(); ++tok)
-    if (norms[tok] > 0.f) acc += ctx.key(tok)[dim] / norms[tok];
-  return acc / static_cast<float>(ctx.num_tokens());
+  for (index_t base = 0; base < n; base += batch) {
+    float x[batch], w[batch];
+    for (index_t j = 0; j < batch; ++j) {
+      const index_t tok = base + j < n ? base + j : n - 1;  // a repeated read past the end, not added
+      x[j] = ctx.key(tok)[dim], w[j] = norms[tok];
+    }
+    for (index_t j = 0; j < batch && base + j < n; ++j)
+      if (w[j] > 0.f) acc += x[j] / w[j];
+  }
+  return acc / static_cast<float>(n);
 }
 
 /// Mean and inverse standard deviation of one component over a segment, in double and in

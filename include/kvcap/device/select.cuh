@@ -82,8 +82,9 @@ __global__ void __launch_bounds__(select_threads)
     int count = 0;
     for (index_t i = begin + lane; i < end; i += 32) count += sel.keeps(keys[i]) ? 1 : 0;
     for (int offset = 16; offset > 0; offset /= 2) count += __shfl_down_sync(0xffffffffu, count, offset);
-    if (lane == 0) kept_before[tile] = count;
+    if (lane == 0) kept_before[tile] = count, ws.tile_done[ws.tile_indptr[a] + tile] = 0;  // for compact.cuh
   }
+  if (a == 0 && t == 0) ws.tile_done[ws.tile_indptr[gridDim.x]] = 0;  // the compaction's tile counter
   __syncthreads();
   index_t carry = 0;
   for (index_t base = 0; base < tiles; base += select_threads) {
