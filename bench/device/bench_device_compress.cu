@@ -273,6 +273,7 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   double compact_ms = 0;
   for (auto _ : state) {
     f.restore(stream);
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();  // also resets the compaction's tile flags
     BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
     if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
