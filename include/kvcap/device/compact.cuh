@@ -35,7 +35,7 @@ template <> struct vector_of<1> { using type = unsigned char; };
 
 template <int VecBytes, class T, class Layout>
 __global__ void __launch_bounds__(compact_threads)
-    compact_kernel(workspace_layout<T, Layout> ws, index_t active, index_t total_tiles, index_t tile_tokens) {
+    compact_kernel(workspace_layout<T, Layout> ws, index_t total_tiles, index_t tile_tokens) {
   using vec = typename vector_of<VecBytes>::type;
   using scan = cub::BlockScan<int, compact_threads>;
   using flag = cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>;
@@ -54,13 +54,13 @@ __global__ void __launch_bounds__(compact_threads)
 
   const int t = threadIdx.x;
   if (t == 0) {
-    tile_id = atomicAdd(ws.tile_done + total_tiles, 1);
     abort = flag(ws.report->code).load(cuda::memory_order_relaxed) != 0;
+    tile_id = atomicAdd(ws.tile_done + total_tiles, 1);
   }
   __syncthreads();
   if (abort) return;  // every block aborts alike: nobody waits for anybody
   const index_t g = tile_id;
-  const index_t a = segment_of(ws.tile_indptr, active, g);
+  const index_t a = ws.tile_segment[g];
   const plan_segment seg = ws.segments[a];
   const auto view = ws.views[seg.view];
   const index_t tile = g - ws.tile_indptr[a], begin = tile * tile_tokens;
@@ -115,8 +115,9 @@ __global__ void __launch_bounds__(compact_threads)
 
   // Wait for the earlier tiles of this segment whose slots the destinations overwrite:
   // slots [dst_slot[0], last destination] lie in tiles [dst_slot[0] / tile_tokens, tile].
-  if (t == 0) {
-    for (index_t other = ws.tile_indptr[a] + dst_slot[0] / tile_tokens; other < g; ++other)
+  // The first warp polls them side by side (a lane per tile), not one round trip after another.
+  if (t < 32) {
+    for (index_t other = ws.tile_indptr[a] + dst_slot[0] / tile_tokens + t; other < g; other += 32)
       while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);
     __threadfence();
   }

@@ -68,7 +68,7 @@ template <int VecBytes, class T, class Layout>
 status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
   const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
   compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
-      ws, p.active_segments, p.tiles, p.tile_tokens);
+      ws, p.tiles, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }

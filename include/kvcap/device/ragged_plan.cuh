@@ -148,6 +148,7 @@ struct workspace_layout {
   float* component_stats = nullptr;          // (active, component, 2) mean and 1/std, idem
   selection* selections = nullptr;           // (active)
   std::int32_t* tile_kept_before = nullptr;  // (tiles) kept slots of the segment before the tile
+  std::int32_t* tile_segment = nullptr;      // (tiles) the active segment a tile belongs to
   std::int32_t* tile_done = nullptr;         // (tiles + 1) tile has read its rows; [tiles] = tile counter
   kv_tensor<const T>* windows = nullptr;     // (views) copy of the batch's windows, window scorers
   float* window_stats = nullptr;             // (active, window rows, 2) softmax max and normaliser, idem
@@ -173,6 +174,7 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, sco
       needs.num_components > 0 ? w.template take<float>(2 * needs.num_components * p.active_segments) : nullptr;
   ws.selections = w.template take<selection>(p.active_segments);
   ws.tile_kept_before = w.template take<std::int32_t>(p.tiles);
+  ws.tile_segment = w.template take<std::int32_t>(p.tiles);
   ws.tile_done = w.template take<std::int32_t>(p.tiles + 1);
   if (needs.window_mass) {
     ws.windows = w.template take<kv_tensor<const T>>(p.num_views);

@@ -216,6 +216,7 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
     index_t kept = 0;
     for (index_t tile = 0; tile < tiles; ++tile) {
       ws.tile_kept_before[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(kept);
+      ws.tile_segment[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(a);
       const index_t begin = tile * p.tile_tokens, end = begin + p.tile_tokens < n ? begin + p.tile_tokens : n;
       for (index_t tok = begin; tok < end; ++tok) kept += ws.selections[a].keeps(keys[tok]);
     }

@@ -1,7 +1,8 @@
 #pragma once
 // kvcap/device/select.cuh — per-segment top-k by rank key: one block per active segment runs
 // the MSB-first radix select of rank_bits.cuh (the host reference takes the same steps), then
-// counts the kept slots of each compaction tile and scans them into tile_kept_before.
+// counts the kept slots of each compaction tile and scans them into tile_kept_before. It
+// also prepares the compaction's tile table: each tile's segment, its flag and the counter.
 //
 // Keys encode (protected, score, −slot), so the k largest are exactly the host's kept set,
 // ties to the smaller logical index included; the first pass's histogram also counts the
@@ -82,7 +83,11 @@ __global__ void __launch_bounds__(select_threads)
     int count = 0;
     for (index_t i = begin + lane; i < end; i += 32) count += sel.keeps(keys[i]) ? 1 : 0;
     for (int offset = 16; offset > 0; offset /= 2) count += __shfl_down_sync(0xffffffffu, count, offset);
-    if (lane == 0) kept_before[tile] = count, ws.tile_done[ws.tile_indptr[a] + tile] = 0;  // for compact.cuh
+    if (lane == 0) {
+      kept_before[tile] = count;
+      ws.tile_segment[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(a);  // for compact.cuh
+      ws.tile_done[ws.tile_indptr[a] + tile] = 0;
+    }
   }
   if (a == 0 && t == 0) ws.tile_done[ws.tile_indptr[gridDim.x]] = 0;  // the compaction's tile counter
   __syncthreads();
