@@ -42,14 +42,24 @@ __device__ inline window_site<T> window_of(const workspace_layout<T, Layout>& ws
   return {w, group, w.num_tokens * group};
 }
 
+// Staging: a warp per row, its lanes along the row, so that each row's address is found once
+// and no index is divided (64-bit division costs more than the copy).
+
 /// Stages rows [r0, r0 + block_rows) of the segment's window, scaled (zeros past the last row).
 template <class T>
 __device__ inline void stage_queries(float* q, const window_site<T>& site, index_t head, index_t r0, index_t block_rows,
                                      index_t dim) {
   const float scale = window_scale(dim);
-  for (index_t i = threadIdx.x; i < block_rows * dim; i += blockDim.x) {
-    const index_t r = i / dim, c = i - r * dim;
-    q[i] = r0 + r < site.rows ? window_query(site.window, head, site.group, r0 + r)[c] * scale : 0.f;
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int warps = static_cast<int>(blockDim.x / 32), d = static_cast<int>(dim);
+  for (int r = warp; r < block_rows; r += warps) {
+    float* out = q + r * d;
+    if (r0 + r < site.rows) {
+      const vector_ref<const T> row = window_query(site.window, head, site.group, r0 + r);
+      for (int c = lane; c < d; c += 32) out[c] = row[c] * scale;
+    } else {
+      for (int c = lane; c < d; c += 32) out[c] = 0.f;
+    }
   }
 }
 
@@ -57,16 +67,26 @@ __device__ inline void stage_queries(float* q, const window_site<T>& site, index
 template <class T, class Layout>
 __device__ inline void stage_keys(float* k, const layer_view<T, Layout>& view, index_t head, index_t t0, index_t n,
                                   index_t dim) {
-  for (index_t i = threadIdx.x; i < window_key_tile * dim; i += blockDim.x) {
-    const index_t t = i / dim, c = i - t * dim;
-    k[t * (dim + 1) + c] = t0 + t < n ? static_cast<float>(view.k[view.mapping(t0 + t, head) + c]) : 0.f;
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int warps = static_cast<int>(blockDim.x / 32), d = static_cast<int>(dim);
+  for (int t = warp; t < static_cast<int>(window_key_tile); t += warps) {
+    float* out = k + t * (d + 1);
+    if (t0 + t < n) {
+      const T* row = view.k + view.mapping(t0 + t, head);
+      for (int c = lane; c < d; c += 32) out[c] = static_cast<float>(row[c]);
+    } else {
+      for (int c = lane; c < d; c += 32) out[c] = 0.f;
+    }
   }
 }
 
 /// Row `r` of the staged queries against lane `lane`'s staged key, in index order.
 __device__ inline float staged_logit(const float* q, const float* k, index_t r, int lane, index_t dim) {
+  const int d = static_cast<int>(dim);
+  const float* qr = q + static_cast<int>(r) * d;
+  const float* kr = k + lane * (d + 1);
   float acc = 0.f;
-  for (index_t c = 0; c < dim; ++c) acc += q[r * dim + c] * k[lane * (dim + 1) + c];
+  for (int c = 0; c < d; ++c) acc += qr[c] * kr[c];
   return acc;
 }
 
