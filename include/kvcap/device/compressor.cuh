@@ -64,19 +64,10 @@ int vector_bytes(const compress_batch<T, Layout>& batch, index_t head_dim) {
   return bytes;
 }
 
-/// The compaction's persistent blocks: as many as the device holds at once (at most one per
-/// tile), each with two stages.
 template <int VecBytes, class T, class Layout>
 status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
-  const auto smem = 2 * static_cast<std::size_t>(stage_stride(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
-  int device = 0, sms = 0, per_sm = 0;
-  KVCAP_CUDA_TRY(cudaGetDevice(&device));
-  KVCAP_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  KVCAP_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, compact_kernel<VecBytes, T, Layout>,
-                                                               compact_threads, smem));
-  const index_t resident = static_cast<index_t>(sms) * (per_sm > 0 ? per_sm : 1);
-  const index_t blocks = p.tiles < resident ? p.tiles : resident;
-  compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(blocks), compact_threads, smem, stream>>>(
+  const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
+  compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
       ws, p.tiles, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;

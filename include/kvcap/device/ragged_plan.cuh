@@ -105,15 +105,9 @@ constexpr index_t staging_bytes(index_t tile_tokens, index_t row_bytes) {
   return 2 * ((tile_tokens * row_bytes + 15) / 16 * 16) + tile_tokens * static_cast<index_t>(sizeof(token_meta));
 }
 
-/// Bytes from one compaction stage to the next (16-byte aligned, like each stage's parts).
-constexpr index_t stage_stride(index_t tile_tokens, index_t row_bytes) {
-  return (staging_bytes(tile_tokens, row_bytes) + 15) / 16 * 16;
-}
-
-/// Slots per compaction tile: the most (a power of two, 1..256) whose staging fits 19 KiB
-/// (a compaction block holds two stagings and may use 48 KiB of shared memory without opting
-/// in; the rest is its bookkeeping).
-constexpr index_t staging_bytes_limit = 19 * 1024;
+/// Slots per compaction tile: the most (a power of two, 1..256) whose staging fits 40 KiB
+/// (a block may use 48 KiB of shared memory without opting in; the rest is its bookkeeping).
+constexpr index_t staging_bytes_limit = 40 * 1024;
 constexpr index_t max_tile_tokens = 256;
 constexpr index_t tile_tokens_for(index_t head_dim, index_t element_bytes) {
   index_t t = max_tile_tokens;
@@ -279,7 +273,7 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, sc
   p.num_segments = num_views * p.num_kv_heads;
   p.tile_tokens = tile_tokens_for(p.head_dim, static_cast<index_t>(sizeof(T)));
   if (staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))) > staging_bytes_limit)
-    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 19 KiB)", 0,
+    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0,
                            (staging_bytes_limit - static_cast<index_t>(sizeof(token_meta))) / 2 /
                                static_cast<index_t>(sizeof(T)),
                            p.head_dim);
