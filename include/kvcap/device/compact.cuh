@@ -114,10 +114,13 @@ __global__ void __launch_bounds__(compact_threads)
   if (num_moving == 0) return;
 
   // Wait for the earlier tiles of this segment whose slots the destinations overwrite:
-  // slots [dst_slot[0], last destination] lie in tiles [dst_slot[0] / tile_tokens, tile].
-  // The first warp polls them side by side (a lane per tile), not one round trip after another.
+  // slots [dst_slot[0], last destination] lie in tiles [dst_slot[0] / tile_tokens,
+  // last destination / tile_tokens], at or before this one. The first warp polls them side by
+  // side (a lane per tile), not one round trip after another.
   if (t < 32) {
-    for (index_t other = ws.tile_indptr[a] + dst_slot[0] / tile_tokens + t; other < g; other += 32)
+    const index_t first = ws.tile_indptr[a] + dst_slot[0] / tile_tokens;
+    const index_t last = ws.tile_indptr[a] + dst_slot[num_moving - 1] / tile_tokens;
+    for (index_t other = first + t; other <= last && other < g; other += 32)
       while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);
     __threadfence();
   }
