@@ -1,10 +1,13 @@
-// bench/device/bench_device_compress.cu — the device executor's speed, measured against two
+// bench/device/bench_device_compress.cu — the device executor's speed, measured against
 // yardsticks in the same run:
 //
-//   BM_compact_vs_memcpy      the in-place compaction alone (K, V, metadata of the kept rows that
+//   compact_nhd, compact_hnd  the in-place compaction alone (K, V, metadata of the kept rows that
 //                             move) against cudaMemcpyAsync device-to-device of the same bytes;
-//                             target: compaction ≥ 80% of memcpy throughput.
-//   BM_compress_vs_attention  score, select (, merge) and compact of one prefill chunk for a batch
+//                             target: compaction ≥ 80% of memcpy throughput. Also against a 2D
+//                             memcpy of as many K and V rows laid out as the layout lays out one
+//                             head's rows (NHD: 256-byte rows 2 KiB apart; HND: back to back), the
+//                             bandwidth that access pattern itself allows.
+//   compress_vs_attention     score, select (, merge) and compact of one prefill chunk for a batch
 //                             against a plain tiled attention of that chunk over that cache (the
 //                             work an engine does per chunk anyway); target: select + compact
 //                             ≤ 10% of it. Scorers: key norm, KeyDiff, recency, SnapKV's window
@@ -35,7 +38,6 @@ namespace {
 using namespace kvcap;
 namespace dev = kvcap::device;
 using T = __half;
-using Layout = layouts::nhd;
 
 constexpr index_t batch = 8, kv_heads = 8, q_heads = 32, dim = 128, budget = 4096, chunk = 784;
 constexpr index_t capacity = budget + chunk;
@@ -121,6 +123,7 @@ __global__ void __launch_bounds__(att_threads)
 }
 
 // ---- the batch: 8 caches in device memory, their pristine copies, a chunk of queries ------
+template <class Layout>
 struct fixture {
   std::vector<T*> k, v;
   std::vector<token_meta*> meta;
@@ -223,12 +226,13 @@ struct fixture {
   }
 };
 
-fixture& the_fixture() {
-  static fixture f;
+template <class Layout>
+fixture<Layout>& the_fixture() {
+  static fixture<Layout> f;
   return f;
 }
 
-template <class Scorer>
+template <class Scorer, class Layout>
 struct prepared {
   dev::plan_totals p;
   void* temp = nullptr;
@@ -258,11 +262,11 @@ struct events {
   }
 };
 
-template <class Scorer>
+template <class Layout, class Scorer>
 void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
-  fixture& f = the_fixture();
+  fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
-  prepared<Scorer> run(b);
+  prepared<Scorer, Layout> run(b);
   const dev::compress_policies<Scorer> policies{scorer};
   cudaStream_t stream = 0;
   events ev;
@@ -302,6 +306,28 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   memcpy_ms /= reps;
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
+  // And K and V of as many rows, laid out as the layout lays out one head's rows (NHD: a row
+  // every kv_heads rows; HND: back to back), copied as a 2D memcpy: the bandwidth that this
+  // access pattern itself allows.
+  const std::size_t row_bytes = dim * sizeof(T);
+  const std::size_t pitch = std::is_same_v<Layout, layouts::nhd> ? kv_heads * row_bytes : row_bytes;
+  const auto rows = static_cast<std::size_t>(2 * moved);
+  BENCH_CUDA(cudaMalloc(&src, rows * pitch));
+  BENCH_CUDA(cudaMalloc(&dst, rows * pitch));
+  double strided_ms = 0;
+  for (int i = 0; i <= reps; ++i) {
+    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+    BENCH_CUDA(cudaMemcpy2DAsync(dst, pitch, src, pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream));
+    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+    if (i > 0) strided_ms += ev.ms(0, 1);
+  }
+  strided_ms /= reps;
+  BENCH_CUDA(cudaFree(src));
+  BENCH_CUDA(cudaFree(dst));
+  const double strided_bytes = static_cast<double>(rows * row_bytes);
+  state.counters["strided_memcpy_GBps"] = strided_bytes / (strided_ms * 1e6);
+  state.counters["compact_over_strided_memcpy"] = (bytes / (compact_ms * 1e6)) / (strided_bytes / (strided_ms * 1e6));
   state.counters["moved_rows"] = static_cast<double>(moved);
   state.counters["moved_MB"] = bytes / 1e6;
   state.counters["compact_GBps"] = bytes / (compact_ms * 1e6);  // bytes moved (each read once, written once)
@@ -309,11 +335,21 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   state.counters["compact_over_memcpy"] = memcpy_ms / compact_ms;  // throughput fraction; target >= 0.80
 }
 
+template <class Scorer>
+void compact_nhd(benchmark::State& state, Scorer scorer) {
+  compact_vs_memcpy<layouts::nhd>(state, scorer);
+}
+template <class Scorer>
+void compact_hnd(benchmark::State& state, Scorer scorer) {
+  compact_vs_memcpy<layouts::hnd>(state, scorer);
+}
+
 template <class Scorer, class Reducer = reducers::evict>
 void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}) {
-  fixture& f = the_fixture();
+  using Layout = layouts::nhd;  // the attention yardstick reads NHD
+  fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
-  prepared<Scorer> run(b);
+  prepared<Scorer, Layout> run(b);
   const dev::compress_policies<Scorer, structures::sequence, Reducer> policies{scorer, {}, reducer};
   cudaStream_t stream = 0;
   events ev;
@@ -346,7 +382,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
     if (i > 0) attention_ms += ms;
   }
   attention_ms /= reps;
-  const double flops = fixture::attention_flops();
+  const double flops = fixture<Layout>::attention_flops();
   state.counters["score_us"] = score_ms * 1e3;
   state.counters["select_us"] = select_ms * 1e3;
   if constexpr (Reducer::merges) state.counters["merge_us"] = reduce_ms * 1e3;
@@ -362,8 +398,10 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
 
 }  // namespace
 
-BENCHMARK_CAPTURE(compact_vs_memcpy, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(compact_vs_memcpy, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_nhd, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_nhd, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_hnd, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_hnd, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_norm, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_diff, scorers::key_diff{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, recency, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
