@@ -237,8 +237,14 @@ struct prepared {
   dev::plan_totals p;
   void* temp = nullptr;
   dev::workspace_layout<T, Layout> ws;
-  explicit prepared(const dev::compress_batch<T, Layout>& b) {
+  /// `tile_tokens` > 0: compaction tiles of that many slots instead of the planned size (an
+  /// experiment: every segment of the fixture has the same length).
+  explicit prepared(const dev::compress_batch<T, Layout>& b, index_t tile_tokens = 0) {
     if (!dev::plan(b, p, dev::needs_of<Scorer>)) std::abort();
+    if (tile_tokens > 0) {
+      p.tile_tokens = tile_tokens;
+      p.tiles = p.active_segments * ((p.max_length + tile_tokens - 1) / tile_tokens);
+    }
     const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer>);
     BENCH_CUDA(cudaMalloc(&temp, bytes));
     workspace_carver w(temp);
@@ -266,7 +272,8 @@ template <class Layout, class Scorer>
 void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
-  prepared<Scorer, Layout> run(b);
+  prepared<Scorer, Layout> run(b, state.range(0));
+  state.counters["tile_tokens"] = static_cast<double>(run.p.tile_tokens);
   const dev::compress_policies<Scorer> policies{scorer};
   cudaStream_t stream = 0;
   events ev;
@@ -398,10 +405,14 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
 
 }  // namespace
 
-BENCHMARK_CAPTURE(compact_nhd, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(compact_nhd, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(compact_hnd, oldest, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(compact_hnd, spread, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
+// Argument: compaction tile slots, 0 = the planned size (64 here); the others are an experiment
+// (above 48 KiB of staging the launch opts in to more shared memory).
+BENCHMARK_CAPTURE(compact_nhd, oldest, scorers::recency{.num_sinks = 4})
+    ->Arg(0)->Arg(32)->Arg(128)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_nhd, spread, scorers::key_norm{})
+    ->Arg(0)->Arg(32)->Arg(128)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_hnd, oldest, scorers::recency{.num_sinks = 4})->Arg(0)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compact_hnd, spread, scorers::key_norm{})->Arg(0)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_norm, scorers::key_norm{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_diff, scorers::key_diff{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, recency, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
