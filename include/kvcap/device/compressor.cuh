@@ -67,7 +67,7 @@ int vector_bytes(const compress_batch<T, Layout>& batch, index_t head_dim) {
 template <int VecBytes, class T, class Layout>
 status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
   const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
-  if (smem > staging_bytes_limit)  // a larger tile than plan() picks (benchmarks): opt in to more shared memory
+  if (smem > static_cast<std::size_t>(staging_bytes_limit))  // a larger tile than plan() picks (benchmarks): opt in
     KVCAP_CUDA_TRY(cudaFuncSetAttribute(compact_kernel<VecBytes, T, Layout>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(smem)));
   compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
