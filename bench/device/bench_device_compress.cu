@@ -27,6 +27,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <kvcap/device.cuh>
@@ -268,6 +269,66 @@ struct events {
   }
 };
 
+// ---- where a compaction tile's time goes: a probe that records each tile's phases --------
+// Thread 0 of a tile's block stamps each compact_phase with %globaltimer (ns, comparable
+// across SMs: the timeline) and clock64 (cycles of its SM: the phase durations), and the SM.
+constexpr int stamp_words = 2 * dev::detail::compact_phases + 1;
+
+struct timeline_probe {
+  unsigned long long* stamps;  // (tile, word): globaltimer per phase, clock64 per phase, SM
+  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) const {
+    unsigned long long ns;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+    const auto i = static_cast<int>(phase);
+    unsigned long long* row = stamps + tile * stamp_words;
+    row[i] = ns;
+    row[dev::detail::compact_phases + i] = static_cast<unsigned long long>(clock64());
+    if (phase == dev::detail::compact_phase::taken) {
+      unsigned int sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      row[stamp_words - 1] = sm;
+    }
+  }
+};
+
+/// Mean phase durations of one probed compaction, its span, and how many tiles an SM held at
+/// once on average, as benchmark counters (prefix tl_). Cycles become microseconds at the
+/// clock the stamps themselves show (the tiles' cycles over their nanoseconds).
+void report_timeline(benchmark::State& state, const std::vector<unsigned long long>& stamps, index_t tiles, int sms) {
+  constexpr int phases = dev::detail::compact_phases;
+  double phase_cycles[phases - 1] = {}, life_cycles = 0, life_ns = 0;
+  unsigned long long first = ~0ull, last = 0, last_taken = 0;
+  std::vector<int> per_sm(static_cast<std::size_t>(sms));
+  for (index_t g = 0; g < tiles; ++g) {
+    const unsigned long long* row = stamps.data() + g * stamp_words;
+    if (row[stamp_words - 1] < per_sm.size()) ++per_sm[row[stamp_words - 1]];
+    for (int i = 0; i + 1 < phases; ++i) phase_cycles[i] += static_cast<double>(row[phases + i + 1] - row[phases + i]);
+    life_cycles += static_cast<double>(row[2 * phases - 1] - row[phases]);
+    life_ns += static_cast<double>(row[phases - 1] - row[0]);
+    first = std::min(first, row[0]), last = std::max(last, row[phases - 1]), last_taken = std::max(last_taken, row[0]);
+  }
+  const double n = static_cast<double>(tiles), span_us = static_cast<double>(last - first) / 1e3;
+  const double cycles_per_us = life_cycles / life_ns * 1e3;
+  double phase_us[phases - 1], life_us = life_cycles / cycles_per_us;
+  for (int i = 0; i + 1 < phases; ++i) phase_us[i] = phase_cycles[i] / cycles_per_us;
+  state.counters["tl_MHz"] = cycles_per_us;
+  state.counters["tl_plan_us"] = phase_us[0] / n;    // taken -> planned: the tile's records, keys, scans
+  state.counters["tl_stage_us"] = phase_us[1] / n;   // planned -> staged: loads into shared memory, publish
+  state.counters["tl_wait_us"] = phase_us[2] / n;    // staged -> released: the earlier tiles' flags
+  state.counters["tl_write_us"] = phase_us[3] / n;   // released -> written: stores issued
+  state.counters["tl_tile_us"] = life_us / n;
+  state.counters["tl_span_us"] = span_us;             // first tile taken -> last tile written
+  state.counters["tl_last_taken_us"] = static_cast<double>(last_taken - first) / 1e3;
+  state.counters["tl_tiles_per_sm"] = life_us / span_us / sms;  // tiles resident per SM, on average
+  state.counters["tl_busiest_sm_over_mean"] = *std::max_element(per_sm.begin(), per_sm.end()) * sms / n;
+}
+
+/// A plain grid-stride copy of 16-byte vectors: what a simple kernel gets of memcpy's bandwidth.
+__global__ void __launch_bounds__(256) copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, std::size_t n) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n; i += stride) dst[i] = src[i];
+}
+
 template <class Layout, class Scorer>
 void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   fixture<Layout>& f = the_fixture<Layout>();
@@ -277,6 +338,9 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   const dev::compress_policies<Scorer> policies{scorer};
   cudaStream_t stream = 0;
   events ev;
+  int device = 0, sms = 0;
+  BENCH_CUDA(cudaGetDevice(&device));
+  BENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   f.restore(stream);
   if (!dev::detail::enqueue_upload(run.ws, run.p, b, stream) || !dev::detail::enqueue_scores(run.ws, run.p, policies, stream) ||
       !dev::detail::enqueue_select(run.ws, run.p, stream))
@@ -296,6 +360,22 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   compact_ms /= static_cast<double>(state.iterations());
   if (!dev::read_status(run.temp)) std::abort();
   const index_t moved = f.moved_rows();
+  // One more compaction of the same selection, probed, for the timeline (not timed above).
+  {
+    unsigned long long* stamps = nullptr;
+    const auto words = static_cast<std::size_t>(run.p.tiles) * stamp_words;
+    BENCH_CUDA(cudaMalloc(&stamps, words * sizeof(unsigned long long)));
+    f.restore(stream);
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream) ||
+        !dev::detail::enqueue_compact(run.ws, run.p, b, stream, timeline_probe{stamps}))
+      std::abort();
+    std::vector<unsigned long long> host(words);
+    BENCH_CUDA(cudaMemcpyAsync(host.data(), stamps, words * sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    BENCH_CUDA(cudaFree(stamps));
+    if (!dev::read_status(run.temp) || f.moved_rows() != moved) std::abort();  // the probe changed nothing
+    report_timeline(state, host, run.p.tiles, sms);
+  }
   const double bytes = static_cast<double>(moved) * (2 * dim * sizeof(T) + sizeof(token_meta));
   // The same bytes, copied device to device, in the same run.
   void *src, *dst;
@@ -311,6 +391,20 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
     if (i > 0) memcpy_ms += ev.ms(0, 1);  // the first is a warm-up
   }
   memcpy_ms /= reps;
+  // And a plain copy kernel of the same bytes (16-byte vectors, 8 blocks of 256 per SM).
+  double copy_ms = 0;
+  const auto vectors = static_cast<std::size_t>(bytes) / sizeof(uint4);
+  for (int i = 0; i <= reps; ++i) {
+    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+    copy_kernel<<<static_cast<unsigned>(8 * sms), 256, 0, stream>>>(static_cast<const uint4*>(src), static_cast<uint4*>(dst),
+                                                                  vectors);
+    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+    BENCH_CUDA(cudaGetLastError());
+    if (i > 0) copy_ms += ev.ms(0, 1);
+  }
+  copy_ms /= reps;
+  state.counters["copy_kernel_over_memcpy"] = memcpy_ms / copy_ms;
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
   // And K and V of as many rows, laid out as the layout lays out one head's rows (NHD: a row

@@ -300,3 +300,58 @@ TEST_CASE("nothing to compress: an empty batch and segments within budget" * doc
   CHECK(out == std::vector<index_t>{40, 40});
   f.require_unchanged();
 }
+
+namespace {
+/// Counts each (tile, phase) call and stamps it with the SM's clock.
+struct recording_probe {
+  unsigned long long* stamps;  // (tile, phase)
+  unsigned int* calls;
+  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) const {
+    stamps[tile * dev::detail::compact_phases + static_cast<int>(phase)] = static_cast<unsigned long long>(clock64()) + 1;
+    atomicAdd(calls, 1u);
+  }
+};
+}  // namespace
+
+TEST_CASE("a compaction probe sees each tile's phases once, in order, and changes nothing" * doctest::skip(no_gpu())) {
+  fixture probed(3, 11), plain(3, 11);
+  REQUIRE(run(plain, plain.batch()).ok());
+
+  // The same call as dev::compress, stage by stage, with the probe on the compaction.
+  const auto b = probed.batch();
+  dev::plan_totals p;
+  REQUIRE(dev::plan(b, p, dev::needs_of<scorers::key_norm>).ok());
+  REQUIRE(p.tiles > 0);
+  device_buffer temp(probed.mr, dev::workspace_bytes<__half, layouts::nhd>(p, dev::needs_of<scorers::key_norm>));
+  workspace_carver w(temp.data);
+  const auto ws = dev::carve<__half, layouts::nhd>(w, p, dev::needs_of<scorers::key_norm>);
+  const auto tiles = static_cast<std::size_t>(p.tiles), words = tiles * dev::detail::compact_phases;
+  device_buffer stamps(probed.mr, words * sizeof(unsigned long long)), calls(probed.mr, sizeof(unsigned int));
+  KVCAP_TEST_CUDA(cudaMemset(stamps.data, 0, words * sizeof(unsigned long long)));
+  KVCAP_TEST_CUDA(cudaMemset(calls.data, 0, sizeof(unsigned int)));
+  const recording_probe probe{static_cast<unsigned long long*>(stamps.data), static_cast<unsigned int*>(calls.data)};
+  REQUIRE(dev::detail::enqueue_upload(ws, p, b, 0).ok());
+  REQUIRE(dev::detail::enqueue_scores(ws, p, key_norm_policies, 0).ok());
+  REQUIRE(dev::detail::enqueue_select(ws, p, 0).ok());
+  REQUIRE(dev::detail::enqueue_compact(ws, p, b, 0, probe).ok());
+  KVCAP_TEST_CUDA(cudaDeviceSynchronize());
+  REQUIRE(dev::read_status(temp.data).ok());
+
+  std::vector<unsigned long long> got(words);
+  unsigned int got_calls = 0;
+  KVCAP_TEST_CUDA(cudaMemcpy(got.data(), stamps.data, words * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+  KVCAP_TEST_CUDA(cudaMemcpy(&got_calls, calls.data, sizeof got_calls, cudaMemcpyDeviceToHost));
+  CHECK(got_calls == words);
+  for (std::size_t g = 0; g < tiles; ++g)
+    for (int phase = 0; phase < dev::detail::compact_phases; ++phase) {
+      const unsigned long long now = got[g * dev::detail::compact_phases + phase];
+      CHECK(now != 0);
+      if (phase > 0) CHECK(now >= got[g * dev::detail::compact_phases + phase - 1]);
+    }
+  for (std::size_t i = 0; i < 3; ++i) {
+    host_image<__half, layouts::nhd> x, y;
+    clone(probed.before[i], x), clone(probed.before[i], y);
+    probed.images[i]->download(x), plain.images[i]->download(y);
+    CHECK(compare_storage(x, y) == "");
+  }
+}

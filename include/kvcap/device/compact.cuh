@@ -15,6 +15,10 @@
 // follows a selection.
 //
 // Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned).
+//
+// `Probe` sees each tile's progress (thread 0 of its block calls it at each compact_phase); the
+// default does nothing and compiles away. Benchmarks pass one that records a timeline, to show
+// where a tile's time goes.
 
 #include <cuda/atomic>
 #include <cub/block/block_scan.cuh>
@@ -33,9 +37,24 @@ template <> struct vector_of<4> { using type = unsigned int; };
 template <> struct vector_of<2> { using type = unsigned short; };
 template <> struct vector_of<1> { using type = unsigned char; };
 
-template <int VecBytes, class T, class Layout>
+/// The points of a tile's progress a compaction probe is told of, in order.
+enum class compact_phase : int {
+  taken,     ///< the block took the tile from the counter
+  planned,   ///< the moving rows and their destinations are known
+  staged,    ///< the moving rows are in shared memory, and "read" is published
+  released,  ///< the earlier tiles the destinations overwrite have published
+  written,   ///< this thread issued its last store
+};
+inline constexpr int compact_phases = 5;
+
+/// The default probe: nothing.
+struct no_compact_probe {
+  __device__ void operator()(index_t /*tile*/, compact_phase) const {}
+};
+
+template <int VecBytes, class T, class Layout, class Probe = no_compact_probe>
 __global__ void __launch_bounds__(compact_threads)
-    compact_kernel(workspace_layout<T, Layout> ws, index_t total_tiles, index_t tile_tokens) {
+    compact_kernel(workspace_layout<T, Layout> ws, index_t total_tiles, index_t tile_tokens, Probe probe = {}) {
   using vec = typename vector_of<VecBytes>::type;
   using scan = cub::BlockScan<int, compact_threads>;
   using flag = cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>;
@@ -60,6 +79,7 @@ __global__ void __launch_bounds__(compact_threads)
   __syncthreads();
   if (abort) return;  // every block aborts alike: nobody waits for anybody
   const index_t g = tile_id;
+  if (t == 0) probe(g, compact_phase::taken);
   const index_t a = ws.tile_segment[g];
   const plan_segment seg = ws.segments[a];
   const auto view = ws.views[seg.view];
@@ -83,6 +103,7 @@ __global__ void __launch_bounds__(compact_threads)
     src_slot[moving_rank] = static_cast<std::int32_t>(tok), dst_slot[moving_rank] = static_cast<std::int32_t>(dst);
   }
   __syncthreads();
+  if (t == 0) probe(g, compact_phase::planned);
 
   // Stage every moving row of this tile. Vector i of the K (V) stage is vector c of moving
   // row r, i = r · row_vecs + c; each thread steps (r, c) by blockDim without dividing.
@@ -110,8 +131,12 @@ __global__ void __launch_bounds__(compact_threads)
   if (t == 0) {
     __threadfence();
     flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
+    probe(g, compact_phase::staged);
   }
-  if (num_moving == 0) return;
+  if (num_moving == 0) {
+    if (t == 0) probe(g, compact_phase::released), probe(g, compact_phase::written);
+    return;
+  }
 
   // Wait for the earlier tiles of this segment whose slots the destinations overwrite:
   // slots [dst_slot[0], last destination] lie in tiles [dst_slot[0] / tile_tokens,
@@ -125,6 +150,7 @@ __global__ void __launch_bounds__(compact_threads)
     __threadfence();
   }
   __syncthreads();
+  if (t == 0) probe(g, compact_phase::released);
 
   {
     int r = t / row_vecs, c = t % row_vecs;
@@ -137,6 +163,7 @@ __global__ void __launch_bounds__(compact_threads)
     }
   }
   for (int i = t; i < num_moving * meta_words; i += compact_threads) meta_row(dst_slot[i / meta_words])[i % meta_words] = stage_m[i];
+  if (t == 0) probe(g, compact_phase::written);
 }
 
 }  // namespace kvcap::device::detail

@@ -64,14 +64,14 @@ int vector_bytes(const compress_batch<T, Layout>& batch, index_t head_dim) {
   return bytes;
 }
 
-template <int VecBytes, class T, class Layout>
-status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
+template <int VecBytes, class T, class Layout, class Probe>
+status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream, Probe probe) {
   const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
   if (smem > static_cast<std::size_t>(staging_bytes_limit))  // a larger tile than plan() picks (benchmarks): opt in
-    KVCAP_CUDA_TRY(cudaFuncSetAttribute(compact_kernel<VecBytes, T, Layout>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  compact_kernel<VecBytes, T, Layout><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
-      ws, p.tiles, p.tile_tokens);
+    KVCAP_CUDA_TRY(cudaFuncSetAttribute(compact_kernel<VecBytes, T, Layout, Probe>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  compact_kernel<VecBytes, T, Layout, Probe><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
+      ws, p.tiles, p.tile_tokens, probe);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -170,18 +170,19 @@ status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& 
   return ok_status;
 }
 
-/// The in-place compaction (it may be enqueued again over the same selection, e.g. after the
-/// cache was restored: it resets its own tile counters).
-template <class T, class Layout>
+/// The in-place compaction, after a selection (enqueue_select resets the compaction's tile
+/// flags and counter, so re-running the compaction means re-running the selection first).
+/// `probe` sees each tile's progress (compact.cuh; benchmarks).
+template <class T, class Layout, class Probe = no_compact_probe>
 status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p,
-                       const compress_batch<T, Layout>& batch, cudaStream_t stream) {
+                       const compress_batch<T, Layout>& batch, cudaStream_t stream, Probe probe = {}) {
   if (p.active_segments == 0) return ok_status;
   switch (vector_bytes(batch, p.head_dim)) {
-    case 16: return launch_compact<16>(ws, p, stream);
-    case 8: return launch_compact<8>(ws, p, stream);
-    case 4: return launch_compact<4>(ws, p, stream);
-    case 2: return launch_compact<2>(ws, p, stream);
-    default: return launch_compact<1>(ws, p, stream);
+    case 16: return launch_compact<16>(ws, p, stream, probe);
+    case 8: return launch_compact<8>(ws, p, stream, probe);
+    case 4: return launch_compact<4>(ws, p, stream, probe);
+    case 2: return launch_compact<2>(ws, p, stream, probe);
+    default: return launch_compact<1>(ws, p, stream, probe);
   }
 }
 
