@@ -22,7 +22,9 @@
 #                         (the example but under racecheck, which outlasts its 30 s)
 #   bench.log, bench.json bench_device_compress: compaction vs cudaMemcpy D2D, score / select /
 #                         merge / compact vs a reference attention of the chunk, in one run
-# The steps run in that order of importance (tests, example, benchmark, sanitizers), each with
+#                         (with the compaction's per-tile timeline, tl_* counters)
+#   profile.log           Nsight Compute on one compaction launch, where the machine has ncu
+# The steps run in that order of importance (tests, example, benchmark, sanitizers, profile), each with
 # its own time limit, all within BUDGET_S seconds (default 420) so the call ends well inside
 # the device tool's limit; a step with no time left is logged as skipped and fails the run. The
 # run goes on after a failure; the exit status is that of the first failed step. Commit OUT
@@ -104,6 +106,17 @@ case "${1:-}" in
       [ "$tool" = racecheck ] && continue
       step "$out/sanitizer.log" 30 compute-sanitizer --tool "$tool" --error-exitcode 1 "$staged/device_loop_example"
     done
+    # Nsight Compute on one compaction launch, where the GPU machine has it: the memory
+    # throughput, occupancy and warp stalls behind the compaction's fraction of memcpy.
+    ncu_bin=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+    if [ -n "$ncu_bin" ]; then
+      step "$out/profile.log" 90 "$ncu_bin" -k regex:compact_kernel --launch-skip 2 -c 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats \
+        "$staged/bench_device_compress" --benchmark_filter='compact_nhd/oldest/0' --benchmark_min_time=0.01
+    else
+      echo "### no ncu on this machine: no profile" >> "$out/profile.log"
+    fi
     for log in "$out"/*.log; do  # what comes back is at most 16 MiB a file
       [ "$(stat -c %s "$log")" -gt 15000000 ] && truncate -s 15000000 "$log" && echo "### (truncated)" >> "$log"
     done
