@@ -94,6 +94,118 @@ TEST_CASE("merge keeps the total size and the size-weighted sum of values") {
   }
 }
 
+namespace {
+/// The merge as its header states it, written plainly: every dropped slot, in ascending
+/// order, folds into the candidate (nearest kept slot before and after, kept structure
+/// neighbours) whose key has the highest cosine with its own (NaN as -inf, ties to the smaller
+/// slot), size-weighted; later cosines see earlier folds. k, v: (slot, dim); returns the
+/// kept slots' (index, size, k, v) in slot order.
+template <class Structure>
+std::vector<slot> plain_merge(std::vector<float> k, std::vector<float> v, const std::vector<token_meta>& meta,
+                              const std::vector<bool>& kept, index_t d, const Structure& structure) {
+  const auto n = static_cast<index_t>(kept.size());
+  std::vector<std::int32_t> size(kept.size());
+  for (index_t t = 0; t < n; ++t) size[t] = meta[t].size;
+  const auto row = [&](std::vector<float>& x, index_t t) { return x.data() + t * d; };
+  const auto cos = [&](index_t a, index_t b) {
+    float aa = 0.f, bb = 0.f, ab = 0.f;
+    for (index_t i = 0; i < d; ++i) aa += row(k, a)[i] * row(k, a)[i];
+    for (index_t i = 0; i < d; ++i) bb += row(k, b)[i] * row(k, b)[i];
+    for (index_t i = 0; i < d; ++i) ab += row(k, a)[i] * row(k, b)[i];
+    const float denom = std::sqrt(aa) * std::sqrt(bb), c = denom > 0.f ? ab / denom : 0.f;
+    return std::isnan(c) ? -HUGE_VALF : c;
+  };
+  for (index_t t = 0; t < n; ++t) {
+    if (kept[t]) continue;
+    std::vector<index_t> cand;
+    for (index_t b = t - 1; b >= 0; --b)
+      if (kept[b]) {
+        cand.push_back(b);
+        break;
+      }
+    for (index_t a = t + 1; a < n; ++a)
+      if (kept[a]) {
+        cand.push_back(a);
+        break;
+      }
+    for (const grid_offset step : {grid_offset{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}}) {
+      index_t index = 0;
+      if (!structure.neighbour(meta[t].index, step, index)) continue;
+      for (index_t s = 0; s < n; ++s)
+        if (meta[s].index == index && kept[s]) cand.push_back(s);
+    }
+    index_t best = -1;
+    float best_cos = 0.f;
+    for (const index_t c : cand) {
+      const float x = cos(t, c);
+      if (best < 0 || x > best_cos || (x == best_cos && c < best)) best = c, best_cos = x;
+    }
+    if (best < 0) continue;
+    const float wt = static_cast<float>(size[best]), wd = static_cast<float>(size[t]), inv = 1.f / (wt + wd);
+    for (index_t i = 0; i < d; ++i) {
+      row(k, best)[i] = (wt * row(k, best)[i] + wd * row(k, t)[i]) * inv;
+      row(v, best)[i] = (wt * row(v, best)[i] + wd * row(v, t)[i]) * inv;
+    }
+    size[best] += size[t];
+  }
+  std::vector<slot> out;
+  for (index_t t = 0; t < n; ++t)
+    if (kept[t]) out.push_back({meta[t].index, size[t], {row(k, t), row(k, t) + d}, {row(v, t), row(v, t) + d}});
+  return out;
+}
+
+/// One chunk of a structure's `n` tokens (1 kv-head, dim 8) compressed to `budget` with
+/// merging, against plain_merge over the kept set the compressor chose: bit for bit.
+template <class Scorer, class Structure>
+void check_against_plain_merge(Scorer scorer, const Structure& structure, index_t budget, std::uint32_t seed) {
+  constexpr index_t d = 8;
+  const index_t n = structure.num_tokens();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> k(n * d), v(k.size());
+  for (index_t t = 0; t < n; ++t)  // runs of similar keys, so cosines are close and folds chain
+    for (index_t i = 0; i < d; ++i) {
+      k[t * d + i] = (t > 0 && rng() % 3 != 0 ? k[(t - 1) * d + i] : 0.f) + g(rng);
+      v[t * d + i] = g(rng);
+    }
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < n; ++t) meta.push_back(structure.meta(t));
+  host::compressor<float, layouts::nhd, Scorer, budgets::fixed_tokens, reducers::merge, Structure> c(
+      {.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = d, .max_chunk = n},
+      {.scorer = scorer, .budget = {.tokens = budget}, .structure = structure});
+  c.append(0, {k.data(), n, 1, d}, {v.data(), n, 1, d}, meta);
+  c.compress(0);
+  const auto& view = c.layer(0);
+  REQUIRE(view.length == budget);
+  std::vector<bool> kept(static_cast<std::size_t>(n), false);
+  for (index_t t = 0; t < view.length; ++t) kept[view.meta_at(t, 0).index] = true;  // slot = index before compressing
+  const std::vector<slot> want = plain_merge(k, v, meta, kept, d, structure);
+  REQUIRE(static_cast<index_t>(want.size()) == budget);
+  for (index_t t = 0; t < budget; ++t) {
+    CAPTURE(t);
+    const auto kk = view.key(t, 0), vv = view.value(t, 0);
+    CHECK(view.meta_at(t, 0).index == want[t].index);
+    CHECK(view.meta_at(t, 0).size == want[t].size);
+    CHECK(std::vector<float>(kk.data, kk.data + d) == want[t].k);
+    CHECK(std::vector<float>(vv.data, vv.data + d) == want[t].v);
+  }
+}
+}  // namespace
+
+TEST_CASE("merge agrees bit for bit with a plain merge: runs of drops, spread drops, grid neighbours") {
+  const structures::sequence text{.length = 97};
+  const structures::temporal_frames video{.frames = 6, .rows = 3, .cols = 5};
+  for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    const index_t budget = 8 + static_cast<index_t>(seed * 7 % 40);
+    check_against_plain_merge(scorers::recency{.num_sinks = 2}, text, budget, seed);  // one long run dropped
+    check_against_plain_merge(scorers::key_diff{}, text, budget, seed);
+    check_against_plain_merge(scorers::recency{.num_sinks = 3}, video, budget, seed);
+    check_against_plain_merge(scorers::key_diff{}, video, budget, seed);
+    check_against_plain_merge(scorers::temporal_redundancy{}, video, budget, seed);
+  }
+}
+
 TEST_CASE("layer schedules share a total exactly") {
   const cache_shape shape{.num_layers = 5, .num_kv_heads = 2, .head_dim = 64, .element_bytes = 2};
   const auto tokens = [&](const auto& b) {

@@ -321,3 +321,30 @@ TEST_CASE("ranks_before: protected first, then score, then the smaller index") {
   CHECK(nan == -std::numeric_limits<float>::infinity());
   CHECK(ranks_before({-1e30f, 5, false}, {nan, 1, false}));
 }
+
+TEST_CASE_TEMPLATE("dots: the three sums of squared_norm, squared_norm and dot, bit for bit", T, float, Eigen::half,
+                   Eigen::bfloat16) {
+  // Random lengths (odd ones included) and magnitudes, where a different add order would
+  // show in the last bits; a half/bfloat16 key against a float anchor, as key_diff reads them.
+  std::uint32_t state = 12345;
+  const auto next = [&] { return (state = state * 1664525u + 1013904223u) >> 8; };
+  for (int round = 0; round < 200; ++round) {
+    const index_t n = 1 + static_cast<index_t>(next() % 300);
+    std::vector<T> a(static_cast<std::size_t>(n));
+    std::vector<float> b(a.size());
+    for (index_t i = 0; i < n; ++i) {
+      a[i] = static_cast<T>((static_cast<float>(next() % 20001) - 10000.f) / 997.f);
+      b[i] = (static_cast<float>(next() % 20001) - 10000.f) / 31.f;
+    }
+    const vector_ref<const T> x{a.data(), n};
+    const vector_ref<const float> y{b.data(), n};
+    const dot_products s = dots(x, y);
+    CHECK(s.aa == squared_norm(x));
+    CHECK(s.bb == squared_norm(y));
+    CHECK(s.ab == dot(x, y));
+    const float denom = norm(x) * norm(y);
+    CHECK(cosine(x, y) == (denom > 0.f ? dot(x, y) / denom : 0.f));
+  }
+  const std::vector<float> zero(5, 0.f), one(5, 1.f);
+  CHECK(cosine(vector_ref<const float>{zero.data(), 5}, vector_ref<const float>{one.data(), 5}) == 0.f);
+}

@@ -25,7 +25,8 @@
 
 #include "../core/ranking.hpp"
 #include "../core/thread_group.hpp"
-#include "../scorers/temporal_redundancy.hpp"
+#include "../core/vector_math.hpp"
+#include "../structures/concept.hpp"
 #include "concept.hpp"
 
 namespace kvcap::reducers {
@@ -39,12 +40,38 @@ struct merge {
     reduce(ctx, single_thread{});
   }
 
-  /// The same, run by every thread of `group` together.
+  /// The same, run by every thread of `group` together. The nearest kept slots before and
+  /// after the current token are carried along the walk (the kept set does not change while
+  /// merging), so a run of dropped tokens costs one pass, not a search per token.
   template <class Context, class Group>
   KVCAP_HOST_DEVICE void reduce(Context& ctx, const Group& group) const {
     const index_t n = ctx.num_tokens();
-    for (index_t tok = 0; tok < n; ++tok)
-      if (!ctx.is_kept(tok)) fold(ctx, tok, best_target(ctx, tok, group), group);
+    index_t before = -1, after = -1;
+    for (index_t tok = 0; tok < n; ++tok) {
+      if (ctx.is_kept(tok)) {
+        before = tok;
+        continue;
+      }
+      if (after <= tok) after = next_kept(ctx, tok);
+      fold(ctx, tok, best_target(ctx, tok, {before, after}, group), group);
+    }
+  }
+
+  /// The nearest kept slots before and after a dropped token (-1 and num_tokens(): none).
+  struct bracket {
+    index_t before, after;
+  };
+  template <class Context>
+  KVCAP_HOST_DEVICE static index_t next_kept(const Context& ctx, index_t tok) {
+    index_t after = tok + 1;
+    while (after < ctx.num_tokens() && !ctx.is_kept(after)) ++after;
+    return after;
+  }
+  template <class Context>
+  KVCAP_HOST_DEVICE static bracket bracket_of(const Context& ctx, index_t tok) {
+    index_t before = tok - 1;
+    while (before >= 0 && !ctx.is_kept(before)) --before;
+    return {before, next_kept(ctx, tok)};
   }
 
   /// A candidate and its cosine with the dropped token; `better` is a total order.
@@ -59,14 +86,12 @@ struct merge {
   };
 
   /// The kept slots `tok` may merge into (possibly repeated), in `out`; returns how many.
+  /// `near` is bracket_of(ctx, tok).
   template <class Context>
-  KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, index_t (&out)[max_candidates]) {
+  KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, bracket near, index_t (&out)[max_candidates]) {
     int count = 0;
-    index_t before = tok - 1, after = tok + 1;
-    while (before >= 0 && !ctx.is_kept(before)) --before;
-    while (after < ctx.num_tokens() && !ctx.is_kept(after)) ++after;
-    if (before >= 0) out[count++] = before;
-    if (after < ctx.num_tokens()) out[count++] = after;
+    if (near.before >= 0) out[count++] = near.before;
+    if (near.after < ctx.num_tokens()) out[count++] = near.after;
     constexpr grid_offset steps[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
     index_t slot = 0;
     for (const grid_offset& d : steps)
@@ -74,14 +99,14 @@ struct merge {
     return count;
   }
 
-  /// The candidate `tok` merges into, or -1 when none is kept.
+  /// The candidate `tok` merges into, or -1 when none is kept. `near` is bracket_of(ctx, tok).
   template <class Context, class Group = single_thread>
-  KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok, const Group& group = {}) {
+  KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok, bracket near, const Group& group = {}) {
     index_t cand[max_candidates];
-    const int count = candidates(ctx, tok, cand);
+    const int count = candidates(ctx, tok, near, cand);
     choice best;
     for (int i = group.rank(); i < count; i += group.size()) {
-      const float c = scorers::cosine(ctx.key(tok), ctx.key(cand[i]));
+      const float c = cosine(ctx.key(tok), ctx.key(cand[i]));
       best = choice::better(best, {sanitize_score(c), cand[i]});
     }
     return all_reduce(group, best, choice::better).slot;

@@ -16,8 +16,9 @@ struct key_diff {
   KVCAP_HOST_DEVICE auto score(const Context& ctx, index_t tok) const {
     const auto k = ctx.key(tok);
     const auto a = ctx.mean_unit_key();
-    const float denom = norm(k) * norm(a);
-    return denom > 0.f ? -dot(k, a) / denom : 0.f;
+    const dot_products s = dots(k, a);  // the same sums as norm(k), norm(a) and dot(k, a)
+    const float denom = sqrtf(s.aa) * sqrtf(s.bb);
+    return denom > 0.f ? -s.ab / denom : 0.f;
   }
 };
 static_assert(scorer<key_diff>);

@@ -13,13 +13,6 @@
 
 namespace kvcap::scorers {
 
-/// Cosine of two vectors; 0 if either is zero.
-template <class A, class B>
-KVCAP_HOST_DEVICE inline float cosine(vector_ref<A> a, vector_ref<B> b) {
-  const float denom = norm(a) * norm(b);
-  return denom > 0.f ? dot(a, b) / denom : 0.f;
-}
-
 struct temporal_redundancy {
   index_t max_lookback = 1;
 
