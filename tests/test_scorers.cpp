@@ -348,3 +348,40 @@ TEST_CASE_TEMPLATE("dots: the three sums of squared_norm, squared_norm and dot, 
   const std::vector<float> zero(5, 0.f), one(5, 1.f);
   CHECK(cosine(vector_ref<const float>{zero.data(), 5}, vector_ref<const float>{one.data(), 5}) == 0.f);
 }
+
+TEST_CASE_TEMPLATE("the device's batched 16-byte runs add exactly what the element loop adds", T, float, Eigen::half,
+                   Eigen::bfloat16) {
+  // The device path of dot / squared_norm / dots (detail::add_runs, then the element loop
+  // for the tail), run here on the host against the host's element loop: every length from 0
+  // to 200 crosses the batch (4 runs) and run (16 bytes) boundaries.
+  struct alignas(16) aligned {
+    T x[256];
+    float y[256];
+  };
+  static aligned buf;
+  std::uint32_t state = 777;
+  const auto next = [&] { return (state = state * 1664525u + 1013904223u) >> 8; };
+  for (index_t n = 0; n <= 200; ++n) {
+    CAPTURE(n);
+    for (index_t i = 0; i < n; ++i) {
+      buf.x[i] = static_cast<T>((static_cast<float>(next() % 20001) - 10000.f) / 613.f);
+      buf.y[i] = (static_cast<float>(next() % 20001) - 10000.f) / 17.f;
+    }
+    const vector_ref<const T> x{buf.x, n};
+    const vector_ref<const float> y{buf.y, n};
+    constexpr detail::sums all{.aa = true, .bb = true, .ab = true};
+    dot_products runs;
+    const index_t done = detail::add_runs<all>(x, y, runs);
+    CHECK(done <= n);
+    CHECK(n - done < 8);  // only a tail shorter than one 16-byte run of T (8 or 4 elements) is left
+    detail::add_elements<all>(x, y, done, n, runs);
+    const dot_products loop = dots(x, y);  // on the host: the element loop
+    CHECK(runs.aa == loop.aa);
+    CHECK(runs.bb == loop.bb);
+    CHECK(runs.ab == loop.ab);
+    dot_products one_sum;  // a single wanted sum, as squared_norm reads it
+    constexpr detail::sums only_aa{.aa = true, .bb = false, .ab = false};
+    detail::add_elements<only_aa>(x, x, detail::add_runs<only_aa>(x, x, one_sum), n, one_sum);
+    CHECK(one_sum.aa == squared_norm(x));
+  }
+}

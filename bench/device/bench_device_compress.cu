@@ -276,14 +276,21 @@ constexpr int stamp_words = 2 * dev::detail::compact_phases + 1;
 
 struct timeline_probe {
   unsigned long long* stamps;  // (tile, word): globaltimer per phase, clock64 per phase, SM
-  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) const {
+  unsigned long long entered_ns = 0, entered_cycles = 0;  // this thread's copy: no tile yet at `entered`
+  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) {
     unsigned long long ns;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+    const auto cycles = static_cast<unsigned long long>(clock64());
+    if (phase == dev::detail::compact_phase::entered) {
+      entered_ns = ns, entered_cycles = cycles;
+      return;
+    }
     const auto i = static_cast<int>(phase);
     unsigned long long* row = stamps + tile * stamp_words;
     row[i] = ns;
-    row[dev::detail::compact_phases + i] = static_cast<unsigned long long>(clock64());
+    row[dev::detail::compact_phases + i] = cycles;
     if (phase == dev::detail::compact_phase::taken) {
+      row[0] = entered_ns, row[dev::detail::compact_phases] = entered_cycles;
       unsigned int sm;
       asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
       row[stamp_words - 1] = sm;
@@ -291,13 +298,13 @@ struct timeline_probe {
   }
 };
 
-/// Mean phase durations of one probed compaction, its span, and how many tiles an SM held at
-/// once on average, as benchmark counters (prefix tl_). Cycles become microseconds at the
-/// clock the stamps themselves show (the tiles' cycles over their nanoseconds).
+/// Mean phase durations of one probed compaction, its span, when the last block started, and
+/// how many tiles an SM held at once on average, as benchmark counters (prefix tl_). Cycles
+/// become microseconds at the clock the stamps themselves show (cycles over nanoseconds).
 void report_timeline(benchmark::State& state, const std::vector<unsigned long long>& stamps, index_t tiles, int sms) {
   constexpr int phases = dev::detail::compact_phases;
   double phase_cycles[phases - 1] = {}, life_cycles = 0, life_ns = 0;
-  unsigned long long first = ~0ull, last = 0, last_taken = 0;
+  unsigned long long first = ~0ull, last = 0, last_entered = 0;
   std::vector<int> per_sm(static_cast<std::size_t>(sms));
   for (index_t g = 0; g < tiles; ++g) {
     const unsigned long long* row = stamps.data() + g * stamp_words;
@@ -305,20 +312,21 @@ void report_timeline(benchmark::State& state, const std::vector<unsigned long lo
     for (int i = 0; i + 1 < phases; ++i) phase_cycles[i] += static_cast<double>(row[phases + i + 1] - row[phases + i]);
     life_cycles += static_cast<double>(row[2 * phases - 1] - row[phases]);
     life_ns += static_cast<double>(row[phases - 1] - row[0]);
-    first = std::min(first, row[0]), last = std::max(last, row[phases - 1]), last_taken = std::max(last_taken, row[0]);
+    first = std::min(first, row[0]), last = std::max(last, row[phases - 1]), last_entered = std::max(last_entered, row[0]);
   }
   const double n = static_cast<double>(tiles), span_us = static_cast<double>(last - first) / 1e3;
   const double cycles_per_us = life_cycles / life_ns * 1e3;
   double phase_us[phases - 1], life_us = life_cycles / cycles_per_us;
   for (int i = 0; i + 1 < phases; ++i) phase_us[i] = phase_cycles[i] / cycles_per_us;
   state.counters["tl_MHz"] = cycles_per_us;
-  state.counters["tl_plan_us"] = phase_us[0] / n;    // taken -> planned: the tile's records, keys, scans
-  state.counters["tl_stage_us"] = phase_us[1] / n;   // planned -> staged: loads into shared memory, publish
-  state.counters["tl_wait_us"] = phase_us[2] / n;    // staged -> released: the earlier tiles' flags
-  state.counters["tl_write_us"] = phase_us[3] / n;   // released -> written: stores issued
+  state.counters["tl_take_us"] = phase_us[0] / n;    // entered -> taken: the report and the tile counter
+  state.counters["tl_plan_us"] = phase_us[1] / n;    // taken -> planned: the tile's records, keys, scans
+  state.counters["tl_stage_us"] = phase_us[2] / n;   // planned -> staged: loads into shared memory, publish
+  state.counters["tl_wait_us"] = phase_us[3] / n;    // staged -> released: the earlier tiles' flags
+  state.counters["tl_write_us"] = phase_us[4] / n;   // released -> written: stores issued
   state.counters["tl_tile_us"] = life_us / n;
-  state.counters["tl_span_us"] = span_us;             // first tile taken -> last tile written
-  state.counters["tl_last_taken_us"] = static_cast<double>(last_taken - first) / 1e3;
+  state.counters["tl_span_us"] = span_us;             // first block entered -> last tile written
+  state.counters["tl_last_entered_us"] = static_cast<double>(last_entered - first) / 1e3;
   state.counters["tl_tiles_per_sm"] = life_us / span_us / sms;  // tiles resident per SM, on average
   state.counters["tl_busiest_sm_over_mean"] = *std::max_element(per_sm.begin(), per_sm.end()) * sms / n;
 }

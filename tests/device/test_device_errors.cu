@@ -302,13 +302,21 @@ TEST_CASE("nothing to compress: an empty batch and segments within budget" * doc
 }
 
 namespace {
-/// Counts each (tile, phase) call and stamps it with the SM's clock.
+/// Counts each (tile, phase) call and stamps it with the SM's clock (`entered`, which comes
+/// before the tile is known, is kept in this thread's copy until `taken`).
 struct recording_probe {
   unsigned long long* stamps;  // (tile, phase)
   unsigned int* calls;
-  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) const {
-    stamps[tile * dev::detail::compact_phases + static_cast<int>(phase)] = static_cast<unsigned long long>(clock64()) + 1;
+  unsigned long long entered = 0;
+  __device__ void operator()(index_t tile, dev::detail::compact_phase phase) {
     atomicAdd(calls, 1u);
+    const unsigned long long now = static_cast<unsigned long long>(clock64()) + 1;
+    if (phase == dev::detail::compact_phase::entered) {
+      if (tile == -1) entered = now;  // else left at 0: the check below fails
+      return;
+    }
+    stamps[tile * dev::detail::compact_phases + static_cast<int>(phase)] = now;
+    if (phase == dev::detail::compact_phase::taken) stamps[tile * dev::detail::compact_phases] = entered;
   }
 };
 }  // namespace

@@ -55,47 +55,84 @@ KVCAP_HOST_DEVICE inline bool aligned_16(vector_ref<A> a) {
 
 }  // namespace detail
 
-// The device reads a 16-byte aligned run 16 bytes at a time, and each thread then adds the
-// same products in the same index order as the element loop: the result is bit-identical,
-// with a fraction of the load instructions (a thread per token walks its own row).
+/// a·a, b·b and a·b of one pass.
+struct dot_products {
+  float aa = 0.f, bb = 0.f, ab = 0.f;
+};
+
+namespace detail {
+
+/// Which of the three sums a reduction wants.
+struct sums {
+  bool aa, bb, ab;
+};
+
+/// Adds the wanted products of a[i]·a[i], b[i]·b[i], a[i]·b[i] to `s` for i in [first, last),
+/// in index order.
+template <sums Want, class A, class B>
+KVCAP_HOST_DEVICE inline void add_elements(vector_ref<A> a, vector_ref<B> b, index_t first, index_t last,
+                                           dot_products& s) {
+  for (index_t i = first; i < last; ++i) {
+    const float x = a[i], y = Want.bb || Want.ab ? b[i] : 0.f;
+    if constexpr (Want.aa) s.aa += x * x;
+    if constexpr (Want.bb) s.bb += y * y;
+    if constexpr (Want.ab) s.ab += x * y;
+  }
+}
+
+/// Elements [i, i + N) of a and b loaded (16 bytes at a time), then added as add_elements would.
+template <sums Want, index_t N, class A, class B>
+KVCAP_HOST_DEVICE inline void add_loaded(vector_ref<A> a, vector_ref<B> b, index_t i, dot_products& s) {
+  float x[N], y[N] = {};
+  load_run(a, i, x);
+  if constexpr (Want.bb || Want.ab) load_run(b, i, y);
+  for (index_t j = 0; j < N; ++j) {
+    if constexpr (Want.aa) s.aa += x[j] * x[j];
+    if constexpr (Want.bb) s.bb += y[j] * y[j];
+    if constexpr (Want.ab) s.ab += x[j] * y[j];
+  }
+}
+
+/// The same over the leading whole 16-byte runs of 16-byte aligned `a` and `b`: `Batch` runs
+/// are loaded before any of them is added (so a thread that walks a row alone waits for
+/// memory once per batch, not once per run), then added in index order exactly as
+/// add_elements would. Returns the first index it did not cover.
+template <sums Want, index_t Batch = 4, class A, class B>
+KVCAP_HOST_DEVICE inline index_t add_runs(vector_ref<A> a, vector_ref<B> b, dot_products& s) {
+  constexpr index_t pa = per_16_bytes<A>, pb = per_16_bytes<B>;
+  static_assert(pa > 0 && pb > 0);
+  constexpr index_t run = pa > pb ? pa : pb;  // both divide it: powers of two
+  index_t i = 0;
+  for (; i + Batch * run <= a.size; i += Batch * run) add_loaded<Want, Batch * run>(a, b, i, s);
+  for (; i + run <= a.size; i += run) add_loaded<Want, run>(a, b, i, s);
+  return i;
+}
+
+/// The wanted sums over all of `a` and `b`. The device reads 16-byte aligned runs 16 bytes
+/// at a time (add_runs), the host element by element; both add the same products in the
+/// same order, so host and device scores are bit-identical.
+template <sums Want, class A, class B>
+KVCAP_HOST_DEVICE inline dot_products reduce(vector_ref<A> a, vector_ref<B> b) {
+  dot_products s;
+  index_t i = 0;
+#ifdef __CUDA_ARCH__
+  if constexpr (per_16_bytes<A> > 0 && per_16_bytes<B> > 0)
+    if (aligned_16(a) && aligned_16(b)) i = add_runs<Want>(a, b, s);
+#endif
+  add_elements<Want>(a, b, i, a.size, s);
+  return s;
+}
+
+}  // namespace detail
 
 template <class A, class B>
 KVCAP_HOST_DEVICE inline float dot(vector_ref<A> a, vector_ref<B> b) {
-  float acc = 0.f;
-  index_t i = 0;
-#ifdef __CUDA_ARCH__
-  constexpr index_t pa = detail::per_16_bytes<A>, pb = detail::per_16_bytes<B>;
-  if constexpr (pa > 0 && pb > 0) {
-    constexpr index_t n = pa > pb ? pa : pb;  // both divide it: powers of two
-    if (detail::aligned_16(a) && detail::aligned_16(b))
-      for (; i + n <= a.size; i += n) {
-        float x[n], y[n];
-        detail::load_run(a, i, x), detail::load_run(b, i, y);
-        for (index_t j = 0; j < n; ++j) acc += x[j] * y[j];
-      }
-  }
-#endif
-  for (; i < a.size; ++i) acc += a[i] * b[i];
-  return acc;
+  return detail::reduce<detail::sums{.aa = false, .bb = false, .ab = true}>(a, b).ab;
 }
 
 template <class A>
 KVCAP_HOST_DEVICE inline float squared_norm(vector_ref<A> a) {
-  float acc = 0.f;
-  index_t i = 0;
-#ifdef __CUDA_ARCH__
-  if constexpr (detail::per_16_bytes<A> > 0) {
-    constexpr index_t n = detail::per_16_bytes<A>;
-    if (detail::aligned_16(a))
-      for (; i + n <= a.size; i += n) {
-        float x[n];
-        detail::load_run(a, i, x);
-        for (index_t j = 0; j < n; ++j) acc += x[j] * x[j];
-      }
-  }
-#endif
-  for (; i < a.size; ++i) acc += a[i] * a[i];
-  return acc;
+  return detail::reduce<detail::sums{.aa = true, .bb = false, .ab = false}>(a, a).aa;
 }
 
 template <class A>
@@ -103,36 +140,12 @@ KVCAP_HOST_DEVICE inline float norm(vector_ref<A> a) {
   return sqrtf(squared_norm(a));
 }
 
-/// a·a, b·b and a·b of one pass.
-struct dot_products {
-  float aa = 0.f, bb = 0.f, ab = 0.f;
-};
-
 /// squared_norm(a), squared_norm(b) and dot(a, b), bit-identical to the three calls: each sum
-/// adds the same products in the same index order (on the device after the same 16-byte
-/// loads). The three chains are independent, so a cosine waits for one chain of dependent
-/// adds instead of three, and reads each element once.
+/// adds the same products in the same index order. The three chains are independent, so a
+/// cosine waits for one chain of dependent adds instead of three, and reads each element once.
 template <class A, class B>
 KVCAP_HOST_DEVICE inline dot_products dots(vector_ref<A> a, vector_ref<B> b) {
-  dot_products s;
-  index_t i = 0;
-#ifdef __CUDA_ARCH__
-  constexpr index_t pa = detail::per_16_bytes<A>, pb = detail::per_16_bytes<B>;
-  if constexpr (pa > 0 && pb > 0) {
-    constexpr index_t n = pa > pb ? pa : pb;
-    if (detail::aligned_16(a) && detail::aligned_16(b))
-      for (; i + n <= a.size; i += n) {
-        float x[n], y[n];
-        detail::load_run(a, i, x), detail::load_run(b, i, y);
-        for (index_t j = 0; j < n; ++j) s.aa += x[j] * x[j], s.bb += y[j] * y[j], s.ab += x[j] * y[j];
-      }
-  }
-#endif
-  for (; i < a.size; ++i) {
-    const float x = a[i], y = b[i];
-    s.aa += x * x, s.bb += y * y, s.ab += x * y;
-  }
-  return s;
+  return detail::reduce<detail::sums{.aa = true, .bb = true, .ab = true}>(a, b);
 }
 
 /// Cosine of two vectors; 0 if either is zero (or the product of their norms underflows).

@@ -16,9 +16,10 @@
 //
 // Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned).
 //
-// `Probe` sees each tile's progress (thread 0 of its block calls it at each compact_phase); the
-// default does nothing and compiles away. Benchmarks pass one that records a timeline, to show
-// where a tile's time goes.
+// `Probe` sees each tile's progress: thread 0 of its block calls it at each compact_phase,
+// with the tile (-1 at `entered`, before the block has taken one), on its own copy of the
+// probe (so a probe may carry a stamp from `entered` to `taken`). The default does nothing and
+// compiles away. Benchmarks pass one that records a timeline, to show where a tile's time goes.
 
 #include <cuda/atomic>
 #include <cub/block/block_scan.cuh>
@@ -39,13 +40,14 @@ template <> struct vector_of<1> { using type = unsigned char; };
 
 /// The points of a tile's progress a compaction probe is told of, in order.
 enum class compact_phase : int {
+  entered,   ///< the block started (tile -1: none taken yet)
   taken,     ///< the block took the tile from the counter
   planned,   ///< the moving rows and their destinations are known
   staged,    ///< the moving rows are in shared memory, and "read" is published
   released,  ///< the earlier tiles the destinations overwrite have published
   written,   ///< this thread issued its last store
 };
-inline constexpr int compact_phases = 5;
+inline constexpr int compact_phases = 6;
 
 /// The default probe: nothing.
 struct no_compact_probe {
@@ -73,6 +75,7 @@ __global__ void __launch_bounds__(compact_threads)
 
   const int t = threadIdx.x;
   if (t == 0) {
+    probe(-1, compact_phase::entered);
     abort = flag(ws.report->code).load(cuda::memory_order_relaxed) != 0;
     tile_id = atomicAdd(ws.tile_done + total_tiles, 1);
   }

@@ -61,17 +61,12 @@ struct merge {
   struct bracket {
     index_t before, after;
   };
+  /// The first kept slot after `tok` (num_tokens() if none).
   template <class Context>
   KVCAP_HOST_DEVICE static index_t next_kept(const Context& ctx, index_t tok) {
     index_t after = tok + 1;
     while (after < ctx.num_tokens() && !ctx.is_kept(after)) ++after;
     return after;
-  }
-  template <class Context>
-  KVCAP_HOST_DEVICE static bracket bracket_of(const Context& ctx, index_t tok) {
-    index_t before = tok - 1;
-    while (before >= 0 && !ctx.is_kept(before)) --before;
-    return {before, next_kept(ctx, tok)};
   }
 
   /// A candidate and its cosine with the dropped token; `better` is a total order.
@@ -86,7 +81,7 @@ struct merge {
   };
 
   /// The kept slots `tok` may merge into (possibly repeated), in `out`; returns how many.
-  /// `near` is bracket_of(ctx, tok).
+  /// `near` is the bracket of `tok`.
   template <class Context>
   KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, bracket near, index_t (&out)[max_candidates]) {
     int count = 0;
@@ -99,7 +94,7 @@ struct merge {
     return count;
   }
 
-  /// The candidate `tok` merges into, or -1 when none is kept. `near` is bracket_of(ctx, tok).
+  /// The candidate `tok` merges into, or -1 when none is kept. `near` is the bracket of `tok`.
   template <class Context, class Group = single_thread>
   KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok, bracket near, const Group& group = {}) {
     index_t cand[max_candidates];
