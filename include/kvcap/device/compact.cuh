@@ -14,7 +14,13 @@
 // counter start at zero: the select kernel resets them (select.cuh), so compaction always
 // follows a selection.
 //
-// Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned).
+// Rows move in vectors of VecBytes (16 when every row start is 16-byte aligned), copy_batch
+// vectors of K and of V per thread at a time: every load of a batch is issued before the first
+// of its stores, so a thread has 2 · copy_batch loads in flight (128 bytes with 16-byte
+// vectors; a tile of 64 rows of 256 bytes is read in one round trip). The loads are explicitly
+// global (__ldcg): a generic load may alias the shared-memory stores that follow it, and the
+// compiler would then wait for each load before issuing the next (which it did: one 16-byte
+// load in flight per thread, 32 registers; now 8, 48 registers, tools/device/sass_loads.sh).
 //
 // `Probe` sees each tile's progress: thread 0 of its block calls it at each compact_phase,
 // with the tile (-1 at `entered`, before the block has taken one), on its own copy of the
@@ -29,6 +35,10 @@
 namespace kvcap::device::detail {
 
 inline constexpr int compact_threads = static_cast<int>(max_tile_tokens);
+inline constexpr int copy_batch = 4;  ///< vectors of K (and of V) a thread has in flight at once
+/// Blocks of the planned staging (≤ staging_bytes_limit, plus 7 KiB of tables) that fit an
+/// H100/H200 SM's 228 KiB: registers are kept to what lets as many reside (≤ 51 a thread).
+inline constexpr int compact_blocks_per_sm = 5;
 
 template <int Bytes>
 struct vector_of;
@@ -55,7 +65,7 @@ struct no_compact_probe {
 };
 
 template <int VecBytes, class T, class Layout, class Probe = no_compact_probe>
-__global__ void __launch_bounds__(compact_threads)
+__global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
     compact_kernel(workspace_layout<T, Layout> ws, index_t total_tiles, index_t tile_tokens, Probe probe = {}) {
   using vec = typename vector_of<VecBytes>::type;
   using scan = cub::BlockScan<int, compact_threads>;
@@ -115,21 +125,31 @@ __global__ void __launch_bounds__(compact_threads)
   const index_t region = (tile_tokens * row_vecs * VecBytes + 15) / 16 * 16;
   auto* stage_k = reinterpret_cast<vec*>(staging_);
   auto* stage_v = reinterpret_cast<vec*>(reinterpret_cast<unsigned char*>(staging_) + region);
-  auto* stage_m = reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(staging_) + 2 * region);
-  const auto* k_in = view.k;
-  const auto* v_in = view.v;
+  auto* stage_m = reinterpret_cast<unsigned long long*>(reinterpret_cast<unsigned char*>(staging_) + 2 * region);
+  const auto k_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.k + row) + c; };
+  const auto v_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.v + row) + c; };
+  const auto meta_row = [&](index_t slot) { return reinterpret_cast<unsigned long long*>(&view.meta_at(slot, head)); };
+  // A thread's vectors move `copy_batch` at a time, all loads of a batch issued before any of
+  // its stores. The cache is read through explicitly global loads (__ldcg: L2, not L1; each
+  // row is read once), since a generic load might alias the shared stores after it and would
+  // then be waited for, one vector at a time, before the next could issue.
   {
     int r = t / row_vecs, c = t % row_vecs;
-#pragma unroll 4
-    for (int i = t; i < vecs; i += compact_threads) {
-      stage_k[i] = reinterpret_cast<const vec*>(k_in + src_row[r])[c];
-      stage_v[i] = reinterpret_cast<const vec*>(v_in + src_row[r])[c];
-      r += step_r, c += step_c;
-      if (c >= row_vecs) c -= row_vecs, ++r;
+    for (int i = t; i < vecs; i += copy_batch * compact_threads) {
+      vec k[copy_batch], v[copy_batch];
+#pragma unroll
+      for (int u = 0; u < copy_batch; ++u) {
+        if (i + u * compact_threads < vecs) k[u] = __ldcg(k_row(src_row[r], c)), v[u] = __ldcg(v_row(src_row[r], c));
+        r += step_r, c += step_c;
+        if (c >= row_vecs) c -= row_vecs, ++r;
+      }
+#pragma unroll
+      for (int u = 0; u < copy_batch; ++u)
+        if (i + u * compact_threads < vecs) stage_k[i + u * compact_threads] = k[u], stage_v[i + u * compact_threads] = v[u];
     }
   }
-  const auto meta_row = [&](index_t slot) { return reinterpret_cast<std::uint64_t*>(&view.meta_at(slot, head)); };
-  for (int i = t; i < num_moving * meta_words; i += compact_threads) stage_m[i] = meta_row(src_slot[i / meta_words])[i % meta_words];
+  for (int i = t; i < num_moving * meta_words; i += compact_threads)
+    stage_m[i] = __ldcg(meta_row(src_slot[i / meta_words]) + i % meta_words);
   __syncthreads();
   if (t == 0) {
     __threadfence();
@@ -157,15 +177,21 @@ __global__ void __launch_bounds__(compact_threads)
 
   {
     int r = t / row_vecs, c = t % row_vecs;
-#pragma unroll 4
-    for (int i = t; i < vecs; i += compact_threads) {
-      reinterpret_cast<vec*>(view.k + dst_row[r])[c] = stage_k[i];
-      reinterpret_cast<vec*>(view.v + dst_row[r])[c] = stage_v[i];
-      r += step_r, c += step_c;
-      if (c >= row_vecs) c -= row_vecs, ++r;
+    for (int i = t; i < vecs; i += copy_batch * compact_threads) {
+      vec k[copy_batch], v[copy_batch];
+#pragma unroll
+      for (int u = 0; u < copy_batch; ++u)
+        if (i + u * compact_threads < vecs) k[u] = stage_k[i + u * compact_threads], v[u] = stage_v[i + u * compact_threads];
+#pragma unroll
+      for (int u = 0; u < copy_batch; ++u) {
+        if (i + u * compact_threads < vecs) __stcg(k_row(dst_row[r], c), k[u]), __stcg(v_row(dst_row[r], c), v[u]);
+        r += step_r, c += step_c;
+        if (c >= row_vecs) c -= row_vecs, ++r;
+      }
     }
   }
-  for (int i = t; i < num_moving * meta_words; i += compact_threads) meta_row(dst_slot[i / meta_words])[i % meta_words] = stage_m[i];
+  for (int i = t; i < num_moving * meta_words; i += compact_threads)
+    __stcg(meta_row(dst_slot[i / meta_words]) + i % meta_words, stage_m[i]);
   if (t == 0) probe(g, compact_phase::written);
 }
 
