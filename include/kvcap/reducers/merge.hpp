@@ -116,9 +116,20 @@ struct merge {
     const float inv = 1.f / (wt + wd);
     const auto kt = ctx.key(target), kd = ctx.key(tok), vt = ctx.value(target), vd = ctx.value(tok);
     using element = std::remove_cv_t<std::remove_pointer_t<decltype(kt.data)>>;
-    for (index_t i = group.rank(); i < kt.size; i += group.size()) {
-      kt.data[i] = static_cast<element>((wt * kt[i] + wd * kd[i]) * inv);
-      vt.data[i] = static_cast<element>((wt * vt[i] + wd * vd[i]) * inv);
+    // A thread's elements `fold_batch` at a time, all read before any is written: the writes
+    // may alias the reads as far as a compiler knows, so element by element a device thread
+    // would wait for each element's loads before it could issue the next.
+    constexpr int fold_batch = 4;
+    const index_t n = kt.size, step = group.size();
+    for (index_t i0 = group.rank(); i0 < n; i0 += fold_batch * step) {
+      float k_into[fold_batch], k_from[fold_batch], v_into[fold_batch], v_from[fold_batch];
+      for (int u = 0; u < fold_batch; ++u)
+        if (const index_t i = i0 + u * step; i < n) k_into[u] = kt[i], k_from[u] = kd[i], v_into[u] = vt[i], v_from[u] = vd[i];
+      for (int u = 0; u < fold_batch; ++u)
+        if (const index_t i = i0 + u * step; i < n) {
+          kt.data[i] = static_cast<element>((wt * k_into[u] + wd * k_from[u]) * inv);
+          vt.data[i] = static_cast<element>((wt * v_into[u] + wd * v_from[u]) * inv);
+        }
     }
     group.sync();  // every thread has read the sizes
     if (group.rank() == 0) into.size += ctx.meta(tok).size;
