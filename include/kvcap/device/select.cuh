@@ -48,9 +48,16 @@ __global__ void __launch_bounds__(select_threads)
       hist[t] = 0;
       __syncthreads();
       const radix_state now = st;
-      for (index_t i = t; i < n; i += select_threads) {
-        const std::uint64_t key = keys[i];
-        if (radix_candidate(now, key)) atomicAdd(&hist[radix_digit(now, key)], 1u);
+      // Keys 4 at a time, all loaded before any is counted: a load followed at once by the
+      // shared atomic that takes it (which it might alias) would wait for each load in turn.
+      for (index_t i0 = t; i0 < n; i0 += 4 * select_threads) {
+        std::uint64_t key[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (i0 + u * select_threads < n) key[u] = keys[i0 + u * select_threads];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (i0 + u * select_threads < n && radix_candidate(now, key[u])) atomicAdd(&hist[radix_digit(now, key[u])], 1u);
       }
       __syncthreads();
       const int digit = radix_digits - 1 - t;  // thread t looks at the t-th largest digit
