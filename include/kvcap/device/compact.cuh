@@ -18,9 +18,9 @@
 // vectors of K and of V per thread at a time: every load of a batch is issued before the first
 // of its stores, so a thread has 2 · copy_batch loads in flight (128 bytes with 16-byte
 // vectors; a tile of 64 rows of 256 bytes is read in one round trip). The loads are explicitly
-// global (__ldcg): a generic load may alias the shared-memory stores that follow it, and the
-// compiler would then wait for each load before issuing the next (which it did: one 16-byte
-// load in flight per thread, 32 registers; now 8, 48 registers, tools/device/sass_loads.sh).
+// global (__ldcg, L2 only: each row is read once): a generic load may alias the shared-memory
+// stores that follow it, and the compiler would then wait for each load before issuing the
+// next. tools/device/sass_loads.sh counts the loads in flight in the machine code.
 //
 // `Probe` sees each tile's progress: thread 0 of its block calls it at each compact_phase,
 // with the tile (-1 at `entered`, before the block has taken one), on its own copy of the
@@ -129,10 +129,7 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
   const auto k_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.k + row) + c; };
   const auto v_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.v + row) + c; };
   const auto meta_row = [&](index_t slot) { return reinterpret_cast<unsigned long long*>(&view.meta_at(slot, head)); };
-  // A thread's vectors move `copy_batch` at a time, all loads of a batch issued before any of
-  // its stores. The cache is read through explicitly global loads (__ldcg: L2, not L1; each
-  // row is read once), since a generic load might alias the shared stores after it and would
-  // then be waited for, one vector at a time, before the next could issue.
+  // copy_batch vectors of K and of V a thread at a time, loaded before any is stored (above).
   {
     int r = t / row_vecs, c = t % row_vecs;
     for (int i = t; i < vecs; i += copy_batch * compact_threads) {
