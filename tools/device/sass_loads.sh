@@ -2,7 +2,7 @@
 # tools/device/sass_loads.sh — how many loads the compaction kernel has in flight per thread,
 # read from the machine code (no GPU needed).
 #
-#   bash tools/device/sass_loads.sh [INCLUDE_DIR]   # default: this checkout's include/
+#   bash tools/device/sass_loads.sh [--require N] [INCLUDE_DIR]   # default: this checkout's include/
 #
 # Compiles compact_kernel<16, __half, nhd> for sm_90 with the library's device flags, prints
 # its registers (ptxas -v), and counts the 16-byte global loads of the staging loop that are
@@ -10,14 +10,24 @@
 # cuobjdump (and the nvdisasm it runs) are not part of the CUDA packages here; they come from
 # PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels, unpacked into a scratch folder
 # (nothing is installed). Point INCLUDE_DIR at another
-# checkout's include/ (git worktree add /tmp/old <commit>) to compare commits.
+# checkout's include/ (git worktree add /tmp/old <commit>) to compare commits. With
+# --require N it fails (exit 1) when fewer than N loads are in flight, and exits 77 (a ctest
+# skip) when the wheels cannot be fetched: tests/device runs it so, with N = 8.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+require=0
+if [ "${1:-}" = --require ]; then
+  require=$2
+  shift 2
+fi
 include=$(realpath "${1:-include}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-pip download --quiet --no-deps -d "$work/wheel" nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
+if ! pip download --quiet --no-deps -d "$work/wheel" nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm; then
+  echo "sass_loads: could not fetch cuobjdump and nvdisasm from PyPI: skipped"
+  exit 77
+fi
 for wheel in "$work"/wheel/*.whl; do unzip -q -o "$wheel" -d "$work/tools"; done
 cuobjdump=$(find "$work/tools" -type f -name cuobjdump | head -n 1)
 chmod +x "$cuobjdump" "$(dirname "$cuobjdump")/nvdisasm"
@@ -39,5 +49,9 @@ nvcc -std=c++20 -arch=sm_90 -O3 --fmad=false --expt-relaxed-constexpr -diag-supp
 "$cuobjdump" -sass "$work/compact.o" > "$work/compact.sass"
 # The staging loop: 16-byte loads from the cache (generic LD.E.128 or global LDG.E.128) and
 # the shared stores that take them; count the loads before the first store.
-awk '/(LD|LDG)\.E\.128/ { loads++ } /STS\.128/ { print loads " global 16-byte loads issued before the first 16-byte shared store"; exit }' \
-  "$work/compact.sass"
+loads=$(awk '/(LD|LDG)\.E\.128/ { n++ } /STS\.128/ { print n + 0; exit }' "$work/compact.sass")
+echo "$loads global 16-byte loads issued before the first 16-byte shared store"
+if [ "$loads" -lt "$require" ]; then
+  echo "sass_loads: fewer than the $require required"
+  exit 1
+fi
