@@ -27,6 +27,11 @@ struct vector_ref {
   }
 };
 
+/// a·a, b·b and a·b of one pass.
+struct dot_products {
+  float aa = 0.f, bb = 0.f, ab = 0.f;
+};
+
 namespace detail {
 
 /// Elements a 16-byte load holds.
@@ -53,31 +58,24 @@ KVCAP_HOST_DEVICE inline bool aligned_16(vector_ref<A> a) {
   return per_16_bytes<A> > 0 && reinterpret_cast<unsigned long long>(a.data) % 16 == 0;
 }
 
-}  // namespace detail
-
-/// a·a, b·b and a·b of one pass.
-struct dot_products {
-  float aa = 0.f, bb = 0.f, ab = 0.f;
-};
-
-namespace detail {
-
 /// Which of the three sums a reduction wants.
 struct sums {
   bool aa, bb, ab;
 };
 
-/// Adds the wanted products of a[i]·a[i], b[i]·b[i], a[i]·b[i] to `s` for i in [first, last),
-/// in index order.
+/// Adds the wanted products of one element pair, x·x, y·y and x·y, to `s`.
+template <sums Want>
+KVCAP_HOST_DEVICE inline void add_products(float x, float y, dot_products& s) {
+  if constexpr (Want.aa) s.aa += x * x;
+  if constexpr (Want.bb) s.bb += y * y;
+  if constexpr (Want.ab) s.ab += x * y;
+}
+
+/// add_products of a[i], b[i] for i in [first, last), in index order.
 template <sums Want, class A, class B>
 KVCAP_HOST_DEVICE inline void add_elements(vector_ref<A> a, vector_ref<B> b, index_t first, index_t last,
                                            dot_products& s) {
-  for (index_t i = first; i < last; ++i) {
-    const float x = a[i], y = Want.bb || Want.ab ? b[i] : 0.f;
-    if constexpr (Want.aa) s.aa += x * x;
-    if constexpr (Want.bb) s.bb += y * y;
-    if constexpr (Want.ab) s.ab += x * y;
-  }
+  for (index_t i = first; i < last; ++i) add_products<Want>(a[i], Want.bb || Want.ab ? b[i] : 0.f, s);
 }
 
 /// Elements [i, i + N) of a and b loaded (16 bytes at a time), then added as add_elements would.
@@ -86,11 +84,7 @@ KVCAP_HOST_DEVICE inline void add_loaded(vector_ref<A> a, vector_ref<B> b, index
   float x[N], y[N] = {};
   load_run(a, i, x);
   if constexpr (Want.bb || Want.ab) load_run(b, i, y);
-  for (index_t j = 0; j < N; ++j) {
-    if constexpr (Want.aa) s.aa += x[j] * x[j];
-    if constexpr (Want.bb) s.bb += y[j] * y[j];
-    if constexpr (Want.ab) s.ab += x[j] * y[j];
-  }
+  for (index_t j = 0; j < N; ++j) add_products<Want>(x[j], y[j], s);
 }
 
 /// The same over the leading whole 16-byte runs of 16-byte aligned `a` and `b`: `Batch` runs

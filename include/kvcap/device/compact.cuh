@@ -129,6 +129,10 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
   const auto k_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.k + row) + c; };
   const auto v_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.v + row) + c; };
   const auto meta_row = [&](index_t slot) { return reinterpret_cast<unsigned long long*>(&view.meta_at(slot, head)); };
+  const auto next_vector = [&](int& r, int& c) {  // (r, c) of vector i + compact_threads
+    r += step_r, c += step_c;
+    if (c >= row_vecs) c -= row_vecs, ++r;
+  };
   // copy_batch vectors of K and of V a thread at a time, loaded before any is stored (above).
   {
     int r = t / row_vecs, c = t % row_vecs;
@@ -137,8 +141,7 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
 #pragma unroll
       for (int u = 0; u < copy_batch; ++u) {
         if (i + u * compact_threads < vecs) k[u] = __ldcg(k_row(src_row[r], c)), v[u] = __ldcg(v_row(src_row[r], c));
-        r += step_r, c += step_c;
-        if (c >= row_vecs) c -= row_vecs, ++r;
+        next_vector(r, c);
       }
 #pragma unroll
       for (int u = 0; u < copy_batch; ++u)
@@ -182,8 +185,7 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
 #pragma unroll
       for (int u = 0; u < copy_batch; ++u) {
         if (i + u * compact_threads < vecs) __stcg(k_row(dst_row[r], c), k[u]), __stcg(v_row(dst_row[r], c), v[u]);
-        r += step_r, c += step_c;
-        if (c >= row_vecs) c -= row_vecs, ++r;
+        next_vector(r, c);
       }
     }
   }

@@ -14,11 +14,7 @@ struct key_diff {
   static constexpr score_inputs inputs{.mean_unit_key = true};
   template <class Context>
   KVCAP_HOST_DEVICE auto score(const Context& ctx, index_t tok) const {
-    const auto k = ctx.key(tok);
-    const auto a = ctx.mean_unit_key();
-    const dot_products s = dots(k, a);  // the same sums as norm(k), norm(a) and dot(k, a)
-    const float denom = sqrtf(s.aa) * sqrtf(s.bb);
-    return denom > 0.f ? -s.ab / denom : 0.f;
+    return -cosine(ctx.key(tok), ctx.mean_unit_key());
   }
 };
 static_assert(scorer<key_diff>);
