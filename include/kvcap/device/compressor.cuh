@@ -35,6 +35,7 @@
 #include <cstdint>
 
 #include "compact.cuh"
+#include "ordered_sums.cuh"
 #include "plan_kernel.cuh"
 #include "reduce_kernel.cuh"
 #include "ragged_plan.cuh"
@@ -128,15 +129,16 @@ status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if constexpr (needs.mean_unit_key) {
     norms_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
     KVCAP_CUDA_LAUNCHED(stream);
-    const int dim_threads = p.head_dim < 128 ? 32 * static_cast<int>((p.head_dim + 31) / 32) : 128;
-    mean_kernel<<<static_cast<unsigned int>(p.active_segments), dim_threads, 0, stream>>>(ws, p.head_dim, policies);
+    const index_t dim_chunks = (p.head_dim + mean_dims - 1) / mean_dims;
+    mean_kernel<<<static_cast<unsigned int>(p.active_segments * dim_chunks), mean_threads, 0, stream>>>(ws, p.head_dim,
+                                                                                                        policies);
     KVCAP_CUDA_LAUNCHED(stream);
   }
   if constexpr (needs.num_components > 0) {
     components_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
     KVCAP_CUDA_LAUNCHED(stream);
-    stats_kernel<T, Layout, Scorer><<<grid_for(p.active_segments * needs.num_components, 64), 64, 0, stream>>>(
-        ws, p.active_segments);
+    stats_kernel<T, Layout, Scorer>
+        <<<static_cast<unsigned int>(p.active_segments * needs.num_components), stats_threads, 0, stream>>>(ws);
     KVCAP_CUDA_LAUNCHED(stream);
   }
   keys_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, p.num_kv_heads,

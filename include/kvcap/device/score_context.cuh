@@ -54,36 +54,46 @@ KVCAP_HOST_DEVICE inline float key_norm_at(const Context& ctx, index_t tok) {
   return norm(ctx.key(tok));
 }
 
+/// What slot `tok` adds to a component of the mean unit key: x / |k|, and nothing for a zero
+/// key. `x` is the component, `norm` is key_norm_at of the slot.
+struct unit_key_term {
+  KVCAP_HOST_DEVICE static bool counts(float norm) { return norm > 0.f; }
+  KVCAP_HOST_DEVICE static float of(float x, float norm) { return x / norm; }
+};
+
 /// Component `dim` of the mean over the segment of k / |k| (zero keys add nothing), summed
 /// in slot order and divided by the length: the host executor's operations in its order, so
-/// the result is bit-identical. `norms` holds key_norm_at of every slot.
-/// The slots are read 16 at a time before they are added in order, so that a device thread
-/// has 16 loads in flight rather than one (the sum, and so the result, is unchanged).
+/// the result is bit-identical. `norms` holds key_norm_at of every slot. The device's
+/// mean_kernel (ordered_sums.cuh) stages the slots through shared memory and adds the same
+/// terms in the same order.
 template <class Context>
 KVCAP_HOST_DEVICE inline float mean_unit_key_at(const Context& ctx, const float* norms, index_t dim) {
-  constexpr index_t batch = 16;
   const index_t n = ctx.num_tokens();
   float acc = 0.f;
-  for (index_t base = 0; base < n; base += batch) {
-    float x[batch], w[batch];
-    for (index_t j = 0; j < batch; ++j) {
-      const index_t tok = base + j < n ? base + j : n - 1;  // a repeated read past the end, not added
-      x[j] = ctx.key(tok)[dim], w[j] = norms[tok];
-    }
-    for (index_t j = 0; j < batch && base + j < n; ++j)
-      if (w[j] > 0.f) acc += x[j] / w[j];
-  }
+  for (index_t tok = 0; tok < n; ++tok)
+    if (unit_key_term::counts(norms[tok])) acc += unit_key_term::of(ctx.key(tok)[dim], norms[tok]);
   return acc / static_cast<float>(n);
 }
+
+/// The sums behind a component's mean and inverse standard deviation, in double, added in
+/// slot order.
+struct component_sums {
+  double sum = 0, sum_sq = 0;
+  KVCAP_HOST_DEVICE void add(float c) { sum += c, sum_sq += static_cast<double>(c) * c; }
+  /// {mean, inv_std} over `n` slots, rounded as the host executor rounds them.
+  KVCAP_HOST_DEVICE void finish(index_t n, float* stats) const {
+    const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
+    stats[0] = static_cast<float>(m);
+    stats[1] = var > 0 ? static_cast<float>(1.0 / sqrt(var)) : 0.f;
+  }
+};
 
 /// Mean and inverse standard deviation of one component over a segment, in double and in
 /// slot order, rounded as the host executor rounds them. `stats` = {mean, inv_std}.
 KVCAP_HOST_DEVICE inline void component_stats(const float* comp, index_t n, float* stats) {
-  double sum = 0, sum_sq = 0;
-  for (index_t tok = 0; tok < n; ++tok) sum += comp[tok], sum_sq += static_cast<double>(comp[tok]) * comp[tok];
-  const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
-  stats[0] = static_cast<float>(m);
-  stats[1] = var > 0 ? static_cast<float>(1.0 / sqrt(var)) : 0.f;
+  component_sums s;
+  for (index_t tok = 0; tok < n; ++tok) s.add(comp[tok]);
+  s.finish(n, stats);
 }
 
 /// The rank key of slot `tok`. Composite scorers read their components from `comps`

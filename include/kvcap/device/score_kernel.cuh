@@ -4,13 +4,13 @@
 //
 //   window kernels     (see window_kernel.cuh) the window's attention mass, window scorers
 //   norms_kernel       (token)              |k|, when the scorer needs the mean unit key
-//   mean_kernel        (segment) × (dim)    mean of k/|k| in slot order, per dim
+//   mean_kernel        (segment, dims)      mean of k/|k| in slot order (ordered_sums.cuh)
 //   components_kernel  (token)              composite scorers: every component
-//   stats_kernel       (segment, component) mean and 1/std in double, in slot order
+//   stats_kernel       (segment, component) mean and 1/std in double, in slot order (idem)
 //   keys_kernel        (token)              rank key; checks logical indices increase
 //
 // Shared inputs are summed in the host executor's order (one thread per dim or per
-// component walks the slots in order), so they are bit-identical to the host's; the window
+// component adds the slots in order), so they are bit-identical to the host's; the window
 // mass alone agrees to float rounding (see window_kernel.cuh). Device
 // translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
 // default, which rounds differently from the host) and --expt-relaxed-constexpr (structure
@@ -65,17 +65,6 @@ __global__ void __launch_bounds__(token_threads)
 }
 
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
-__global__ void mean_kernel(workspace_layout<T, Layout> ws, index_t head_dim, compress_policies<Scorer, Structure, Reducer> policies) {
-  const index_t a = blockIdx.x;
-  const plan_segment seg = ws.segments[a];
-  const segment_score_context<T, Layout, Structure> ctx{
-      {ws.views + seg.view, &policies.structure, seg.head, seg.length}, nullptr, nullptr};
-  const float* norms = ws.norms + ws.token_indptr[a];
-  for (index_t dim = threadIdx.x; dim < head_dim; dim += blockDim.x)
-    ws.mean_keys[a * head_dim + dim] = mean_unit_key_at(ctx, norms, dim);
-}
-
-template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(token_threads)
     components_kernel(workspace_layout<T, Layout> ws, index_t active, index_t tokens, index_t head_dim,
                       compress_policies<Scorer, Structure, Reducer> policies) {
@@ -86,15 +75,6 @@ __global__ void __launch_bounds__(token_threads)
     float* comps = ws.components + num * ws.token_indptr[s.a];
     for (index_t c = 0; c < num; ++c) comps[c * s.seg.length + s.tok] = policies.scorer.component(s.ctx, s.tok, c);
   }
-}
-
-template <class T, class Layout, class Scorer>
-__global__ void stats_kernel(workspace_layout<T, Layout> ws, index_t active) {
-  constexpr index_t num = num_components_v<Scorer>;
-  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (i >= active * num) return;
-  const index_t a = i / num, c = i % num, n = ws.segments[a].length;
-  component_stats(ws.components + num * ws.token_indptr[a] + c * n, n, ws.component_stats + 2 * (num * a + c));
 }
 
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
