@@ -395,3 +395,39 @@ TEST_CASE("plan_chunks refuses a zero max_chunk") {
     CHECK(e.received() == "0");
   }
 }
+
+TEST_CASE("neighbour_slot finds exactly the slot a scan of every slot finds") {
+  // Resident tokens are a random subset (strictly increasing indices, gaps of 1 to 9) of a
+  // video's tokens; neighbour_slot searches only the slots the gap allows.
+  std::mt19937 rng(11);
+  const structures::temporal_frames video{.frames = 12, .rows = 5, .cols = 7};
+  constexpr grid_offset steps[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+  index_t found = 0, missing = 0;
+  for (int c = 0; c < 40; ++c) {
+    const int max_gap = 1 + c % 9;
+    std::vector<token_meta> meta;
+    for (index_t index = static_cast<index_t>(rng() % 3); index < video.num_tokens();
+         index += 1 + static_cast<index_t>(rng() % static_cast<unsigned>(max_gap)))
+      meta.push_back(video.meta(index));
+    const auto n = static_cast<index_t>(meta.size());
+    layer_view<float, layouts::nhd> view{};
+    view.mapping = make_mapping<layouts::nhd>(n, 1, 1);
+    view.meta = meta.data(), view.length = n;
+    for (index_t tok = 0; tok < n; ++tok)
+      for (const grid_offset d : steps) {
+        index_t index = -1, want = -1, got = -1;
+        if (video.neighbour(meta[static_cast<std::size_t>(tok)].index, d, index))
+          for (index_t s = 0; s < n; ++s)
+            if (meta[static_cast<std::size_t>(s)].index == index) want = s;
+        const bool hit = neighbour_slot(view, video, 0, n, tok, d, got);
+        CAPTURE(c);
+        CAPTURE(tok);
+        CAPTURE(index);
+        CHECK(hit == (want >= 0));
+        if (hit) CHECK(got == want);
+        (hit ? found : missing) += 1;
+      }
+  }
+  CHECK(found > 1000);
+  CHECK(missing > 1000);
+}

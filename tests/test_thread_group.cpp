@@ -8,6 +8,7 @@
 #include <kvcap.hpp>
 
 #include <array>
+#include <atomic>
 #include <barrier>
 #include <cstring>
 #include <random>
@@ -19,10 +20,13 @@ using namespace kvcap;
 
 /// A group of `size` threads that meet at a barrier.
 struct team {
+  static constexpr std::size_t merge_rows = reducers::merge::staged_rows;
   struct shared {
     std::barrier<> meet;
     std::vector<std::array<std::byte, 32>> board;
-    explicit shared(int size) : meet(size), board(static_cast<std::size_t>(size)) {}
+    std::atomic<index_t> staged{0};
+    std::vector<float> scratch;  // stage()'s copies: room for merge::staged_rows rows of up to 16
+    explicit shared(int size) : meet(size), board(static_cast<std::size_t>(size)), scratch(merge_rows * 16) {}
   };
   shared* s;
   int rank_, size_;
@@ -38,6 +42,22 @@ struct team {
     std::memcpy(&other, s->board[static_cast<std::size_t>(rank_ ^ mask)].data(), sizeof other);
     sync();
     return other;
+  }
+  std::uint32_t ballot(bool p) const {
+    std::uint32_t word = 0;
+    for (int r = 0; r < size_; ++r) word |= static_cast<std::uint32_t>(shuffle_xor(p, rank_ ^ r)) << r;
+    return word;
+  }
+  /// As a warp stages: the threads copy the rows' elements between them into memory of the
+  /// team's own, then every thread reads the copies.
+  void stage(vector_ref<const float>* rows, int count) const {
+    const index_t len = rows[0].size;
+    if (static_cast<std::size_t>(count * len) > s->scratch.size()) return;  // as a warp: rows that do not fit stay
+    sync();  // everyone has finished reading the last copies
+    for (index_t i = rank_; i < count * len; i += size_) s->scratch[static_cast<std::size_t>(i)] = rows[i / len][i % len];
+    sync();
+    for (int r = 0; r < count; ++r) rows[r].data = s->scratch.data() + r * len;
+    if (rank_ == 0) ++s->staged;
   }
 };
 
@@ -58,7 +78,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
   std::mt19937_64 g(7);
   const auto between = [&](index_t lo, index_t hi) { return std::uniform_int_distribution<index_t>(lo, hi)(g); };
   std::normal_distribution<float> normal;
-  index_t folded = 0;
+  index_t folded = 0, staged = 0;
   for (int c = 0; c < 48; ++c) {
     const structures::temporal_frames frames{.frames = 64, .rows = between(1, 4), .cols = between(1, 4)};
     const index_t heads = between(1, 3), dim = between(1, 16), n = between(1, 150);
@@ -104,6 +124,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
             reducers::merge{}.reduce(ctx, team{&shared, rank, size});
           });
         for (auto& t : threads) t.join();
+        staged += shared.staged;
       }
       INFO("case ", c, ", team of ", size);
       REQUIRE(std::memcmp(alone_done.k.data(), together.k.data(), alone.k.size() * sizeof(float)) == 0);
@@ -112,6 +133,7 @@ TEST_CASE("merge run by a team of threads leaves the bytes merge run alone leave
     }
   }
   CHECK(folded > 800);  // dropped tokens the teams folded
+  CHECK(staged > 800);  // ... through rows the teams staged
 }
 
 TEST_CASE("merge's choice is an argmax under a total order: NaN cosines lose, ties go to the smaller slot") {

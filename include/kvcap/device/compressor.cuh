@@ -164,7 +164,8 @@ status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if constexpr (Reducer::merges) {
     if (p.active_segments == 0) return ok_status;
     const auto blocks = static_cast<unsigned int>((p.active_segments + reduce_warps - 1) / reduce_warps);
-    reduce_kernel<<<blocks, reduce_threads, 0, stream>>>(ws, p.active_segments, policies);
+    const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim);
+    reduce_kernel<<<blocks, reduce_threads, scratch * reduce_warps, stream>>>(ws, p.active_segments, scratch, policies);
     KVCAP_CUDA_LAUNCHED(stream);
   } else {
     (void)ws, (void)p, (void)policies, (void)stream;

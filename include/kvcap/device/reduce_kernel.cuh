@@ -7,10 +7,13 @@
 //
 // A merge is sequential within a segment (a dropped token's cosines see the folds of the
 // tokens before it, as on the host), so segments run side by side and each warp walks its
-// segment's dropped tokens in slot order. When the device found a metadata error (the report
-// is set), no warp writes anything.
+// segment's dropped tokens in slot order. Each warp has shared memory of its own for the rows
+// its reducer stages (a merge: the dropped token's key and its candidates'), when they fit.
+// When the device found a metadata error (the report is set), no warp writes anything.
 
 #include <cuda/atomic>
+
+#include <cstddef>
 
 #include "reduce_context.cuh"
 #include "score_kernel.cuh"
@@ -20,11 +23,33 @@ namespace kvcap::device::detail {
 
 inline constexpr int reduce_threads = 128;  // 4 segments per block
 inline constexpr int reduce_warps = reduce_threads / 32;
+/// Shared memory a block may use without opting in.
+inline constexpr std::size_t reduce_smem_limit = 48 * 1024;
 
+/// Rows a reducer has its group stage at once (Reducer::staged_rows; 0: none).
+template <class Reducer>
+inline constexpr int staged_rows_of = [] {
+  if constexpr (requires { Reducer::staged_rows; }) return static_cast<int>(Reducer::staged_rows);
+  else return 0;
+}();
+
+/// Each warp's staging (16-byte multiples) for rows of `head_dim` elements of T; 0 when the
+/// block's would pass reduce_smem_limit (the warps then read the rows where they are).
+template <class T, class Reducer>
+std::size_t reduce_scratch_bytes(index_t head_dim) {
+  const std::size_t rows = static_cast<std::size_t>(staged_rows_of<Reducer>) * static_cast<std::size_t>(head_dim) * sizeof(T);
+  const std::size_t per_warp = (rows + 15) / 16 * 16;
+  return per_warp * reduce_warps <= reduce_smem_limit ? per_warp : 0;
+}
+
+/// Dynamic shared memory: reduce_warps × `scratch_bytes`, a warp's own at its index.
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(reduce_threads)
-    reduce_kernel(workspace_layout<T, Layout> ws, index_t active, compress_policies<Scorer, Structure, Reducer> policies) {
-  const index_t a = blockIdx.x * static_cast<index_t>(reduce_warps) + threadIdx.x / 32;
+    reduce_kernel(workspace_layout<T, Layout> ws, index_t active, std::size_t scratch_bytes,
+                  compress_policies<Scorer, Structure, Reducer> policies) {
+  extern __shared__ uint4 reduce_scratch_[];
+  const int warp_index = static_cast<int>(threadIdx.x / 32);
+  const index_t a = blockIdx.x * static_cast<index_t>(reduce_warps) + warp_index;
   if (a >= active) return;
   if (cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>(ws.report->code).load(cuda::memory_order_relaxed) != 0)
     return;  // warp-uniform: every lane reads the same report
@@ -32,7 +57,7 @@ __global__ void __launch_bounds__(reduce_threads)
   segment_reduce_context<T, Layout, Structure> ctx{{ws.views + seg.view, &policies.structure, seg.head, seg.length},
                                                    ws.keys + ws.token_indptr[a],
                                                    ws.selections[a]};
-  const warp_group warp;
+  const warp_group warp{reinterpret_cast<unsigned char*>(reduce_scratch_) + warp_index * scratch_bytes, scratch_bytes};
   if constexpr (group_reducer<Reducer, decltype(ctx), warp_group>) policies.reducer.reduce(ctx, warp);
   else if (warp.rank() == 0) policies.reducer.reduce(ctx);
 }

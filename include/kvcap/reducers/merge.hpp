@@ -21,6 +21,7 @@
 // elements. Each cosine is computed whole by one thread and the choice is an argmax under a
 // total order, so both keep bit-identical caches.
 
+#include <cstdint>
 #include <type_traits>
 
 #include "../core/ranking.hpp"
@@ -34,26 +35,33 @@ namespace kvcap::reducers {
 struct merge {
   static constexpr bool merges = true;
   static constexpr int max_candidates = 8;  ///< before, after, 6 structure neighbours
+  /// Rows a group stages per dropped token: its key and its candidates' keys.
+  static constexpr int staged_rows = 1 + max_candidates;
 
   template <class Context>
   KVCAP_HOST_DEVICE void reduce(Context& ctx) const {
     reduce(ctx, single_thread{});
   }
 
-  /// The same, run by every thread of `group` together. The nearest kept slots before and
-  /// after the current token are carried along the walk (the kept set does not change while
-  /// merging), so a run of dropped tokens costs one pass, not a search per token.
+  /// The same, run by every thread of `group` together. The group reads which slots are kept
+  /// a word of group.size() slots at a time, and the nearest kept slots before and after the
+  /// current token are carried along the walk (the kept set does not change while merging),
+  /// so a run of dropped tokens costs one pass, not a search per token.
   template <class Context, class Group>
   KVCAP_HOST_DEVICE void reduce(Context& ctx, const Group& group) const {
     const index_t n = ctx.num_tokens();
     index_t before = -1, after = -1;
-    for (index_t tok = 0; tok < n; ++tok) {
-      if (ctx.is_kept(tok)) {
-        before = tok;
-        continue;
+    for (index_t base = 0; base < n; base += group.size()) {
+      const std::uint32_t kept = kept_bits(ctx, base, group);
+      const index_t end = base + group.size() < n ? base + group.size() : n;
+      for (index_t tok = base; tok < end; ++tok) {
+        if (kept >> (tok - base) & 1u) {
+          before = tok;
+          continue;
+        }
+        if (after <= tok) after = next_kept(ctx, tok, group);
+        fold(ctx, tok, best_target(ctx, tok, {before, after}, group), group);
       }
-      if (after <= tok) after = next_kept(ctx, tok);
-      fold(ctx, tok, best_target(ctx, tok, {before, after}, group), group);
     }
   }
 
@@ -61,12 +69,18 @@ struct merge {
   struct bracket {
     index_t before, after;
   };
+  /// Bit j: slot base + j is kept, for j < group.size().
+  template <class Context, class Group>
+  KVCAP_HOST_DEVICE static std::uint32_t kept_bits(const Context& ctx, index_t base, const Group& group) {
+    const index_t mine = base + group.rank();
+    return group.ballot(mine < ctx.num_tokens() && ctx.is_kept(mine));
+  }
   /// The first kept slot after `tok` (num_tokens() if none).
-  template <class Context>
-  KVCAP_HOST_DEVICE static index_t next_kept(const Context& ctx, index_t tok) {
-    index_t after = tok + 1;
-    while (after < ctx.num_tokens() && !ctx.is_kept(after)) ++after;
-    return after;
+  template <class Context, class Group = single_thread>
+  KVCAP_HOST_DEVICE static index_t next_kept(const Context& ctx, index_t tok, const Group& group = {}) {
+    for (index_t base = tok + 1; base < ctx.num_tokens(); base += group.size())
+      if (const std::uint32_t kept = kept_bits(ctx, base, group); kept != 0) return base + lowest_bit(kept);
+    return ctx.num_tokens();
   }
 
   /// A candidate and its cosine with the dropped token; `better` is a total order.
@@ -80,30 +94,51 @@ struct merge {
     }
   };
 
+  /// The kept structure neighbours of a dropped token, step by step (-1: none or not kept).
+  /// Each thread of a group looks up its share of the steps; `gather` keeps what was found.
+  struct neighbours {
+    std::int32_t slot[6] = {-1, -1, -1, -1, -1, -1};
+    KVCAP_HOST_DEVICE static constexpr neighbours gather(const neighbours& a, const neighbours& b) {
+      neighbours out;
+      for (int i = 0; i < 6; ++i) out.slot[i] = a.slot[i] > b.slot[i] ? a.slot[i] : b.slot[i];
+      return out;
+    }
+  };
+
   /// The kept slots `tok` may merge into (possibly repeated), in `out`; returns how many.
   /// `near` is the bracket of `tok`.
-  template <class Context>
-  KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, bracket near, index_t (&out)[max_candidates]) {
+  template <class Context, class Group = single_thread>
+  KVCAP_HOST_DEVICE static int candidates(const Context& ctx, index_t tok, bracket near, index_t (&out)[max_candidates],
+                                          const Group& group = {}) {
     int count = 0;
     if (near.before >= 0) out[count++] = near.before;
     if (near.after < ctx.num_tokens()) out[count++] = near.after;
     constexpr grid_offset steps[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
-    index_t slot = 0;
-    for (const grid_offset& d : steps)
-      if (ctx.neighbour(tok, d, slot) && ctx.is_kept(slot)) out[count++] = slot;
+    neighbours mine;
+    for (int i = group.rank(); i < 6; i += group.size())
+      if (index_t slot = 0; ctx.neighbour(tok, steps[i], slot) && ctx.is_kept(slot))
+        mine.slot[i] = static_cast<std::int32_t>(slot);
+    const neighbours found = all_reduce(group, mine, neighbours::gather);
+    for (const std::int32_t slot : found.slot)
+      if (slot >= 0) out[count++] = slot;
     return count;
   }
 
   /// The candidate `tok` merges into, or -1 when none is kept. `near` is the bracket of `tok`.
+  /// The group stages the token's key and its candidates' keys, then each thread computes
+  /// whole cosines of its share of the candidates.
   template <class Context, class Group = single_thread>
   KVCAP_HOST_DEVICE static index_t best_target(const Context& ctx, index_t tok, bracket near, const Group& group = {}) {
     index_t cand[max_candidates];
-    const int count = candidates(ctx, tok, near, cand);
+    const int count = candidates(ctx, tok, near, cand, group);
+    using element = std::remove_cv_t<std::remove_pointer_t<decltype(ctx.key(tok).data)>>;
+    vector_ref<const element> keys[staged_rows];
+    keys[0] = ctx.key(tok);
+    for (int i = 0; i < count; ++i) keys[1 + i] = ctx.key(cand[i]);
+    group.stage(keys, 1 + count);
     choice best;
-    for (int i = group.rank(); i < count; i += group.size()) {
-      const float c = cosine(ctx.key(tok), ctx.key(cand[i]));
-      best = choice::better(best, {sanitize_score(c), cand[i]});
-    }
+    for (int i = group.rank(); i < count; i += group.size())
+      best = choice::better(best, {sanitize_score(cosine(keys[0], keys[1 + i])), cand[i]});
     return all_reduce(group, best, choice::better).slot;
   }
 
