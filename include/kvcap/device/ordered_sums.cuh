@@ -14,24 +14,9 @@
 // reference of the device algorithm runs slot by slot.
 
 #include "score_kernel.cuh"
+#include "staged_walk.cuh"
 
 namespace kvcap::device::detail {
-
-/// Slots [0, n) a tile at a time: `fetch(base)` issues the block's loads of the tile at
-/// `base` into registers, `publish(base)` moves them to shared memory, and `add(base, count)`
-/// sums the tile there. The next tile is fetched before the current one is added, so its
-/// loads wait behind the adds rather than the adds behind them.
-template <class Fetch, class Publish, class Add>
-__device__ inline void staged_walk(index_t n, index_t tile, Fetch&& fetch, Publish&& publish, Add&& add) {
-  if (n > 0) fetch(index_t{0});
-  for (index_t base = 0; base < n; base += tile) {
-    __syncthreads();  // the previous tile has been added
-    publish(base);
-    __syncthreads();
-    if (base + tile < n) fetch(base + tile);
-    add(base, n - base < tile ? n - base : tile);
-  }
-}
 
 inline constexpr int mean_threads = 256;
 inline constexpr int mean_dims = 32;     ///< dims a block sums, a lane of its first warp each

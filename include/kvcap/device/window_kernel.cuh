@@ -15,6 +15,7 @@
 // tokens whose scores tie to within that rounding. Both passes are deterministic.
 
 #include "score_kernel.cuh"
+#include "staged_walk.cuh"
 #include "window_tiles.cuh"
 
 namespace kvcap::device::detail {
@@ -43,41 +44,84 @@ __device__ inline window_site<T> window_of(const workspace_layout<T, Layout>& ws
 }
 
 // Staging: a warp per row, its lanes along the row, so that each row's address is found once
-// and no index is divided (64-bit division costs more than the copy).
+// and no index is divided (64-bit division costs more than the copy). A thread loads every
+// element it stages into registers before it stores any (window_rows_in_flight): up to 32
+// loads in flight instead of one, since a store to shared memory that follows a load it may
+// alias waits for that load. The stats kernel walks its key tiles with staged_walk, so the
+// next tile's loads are in flight while the current one is used; the mass kernel walks its
+// row blocks so.
 
-/// Stages rows [r0, r0 + block_rows) of the segment's window, scaled (zeros past the last row).
-template <class T>
-__device__ inline void stage_queries(float* q, const window_site<T>& site, index_t head, index_t r0, index_t block_rows,
-                                     index_t dim) {
-  const float scale = window_scale(dim);
-  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-  const int warps = static_cast<int>(blockDim.x / 32), d = static_cast<int>(dim);
-  for (int r = warp; r < block_rows; r += warps) {
-    float* out = q + r * d;
-    if (r0 + r < site.rows) {
-      const vector_ref<const T> row = window_query(site.window, head, site.group, r0 + r);
-      for (int c = lane; c < d; c += 32) out[c] = row[c] * scale;
-    } else {
-      for (int c = lane; c < d; c += 32) out[c] = 0.f;
+inline constexpr int window_warps = window_threads / 32;
+/// The mass kernel runs as many blocks as there are key tiles: registers are held to what lets
+/// 3 reside per SM (80, no spills with the loads in flight; the stats kernel, with a block per
+/// 32 rows, is left its 110).
+inline constexpr int window_mass_blocks_per_sm = 3;
+
+/// A warp's rows of a staged block (rows warp, warp + window_warps, …: at most 4, as 32 keys
+/// or ≤ 32 query rows over 8 warps) and a lane's elements of each (lane, lane + 32, …: at most
+/// window_max_head_dim / 32), held in registers between their loads and their stores.
+struct window_rows_in_flight {
+  static constexpr int max_rows = 4, max_elements = static_cast<int>(window_max_head_dim / 32);
+  float x[max_rows][max_elements];
+
+  /// Loads rows [0, rows) of the block: `row_of(r)` is row r's first element (nullptr: a
+  /// row of zeros), times `scale` when `scaled`.
+  template <class RowOf>
+  __device__ void fetch(int rows, int dim, RowOf&& row_of, bool scaled = false, float scale = 1.f) {
+    const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+#pragma unroll
+    for (int i = 0; i < max_rows; ++i) {
+      const int r = warp + i * window_warps;
+      if (r >= rows) break;  // warp-uniform
+      const auto* row = row_of(r);
+#pragma unroll
+      for (int u = 0; u < max_elements; ++u)
+        if (const int c = lane + 32 * u; c < dim) {
+          const float v = row != nullptr ? static_cast<float>(row[c]) : 0.f;
+          x[i][u] = scaled ? v * scale : v;
+        }
     }
   }
+  /// Stores them at out[r · pitch + c].
+  __device__ void publish(float* out, int rows, int dim, int pitch) const {
+    const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+#pragma unroll
+    for (int i = 0; i < max_rows; ++i) {
+      const int r = warp + i * window_warps;
+      if (r >= rows) break;
+#pragma unroll
+      for (int u = 0; u < max_elements; ++u)
+        if (const int c = lane + 32 * u; c < dim) out[r * pitch + c] = x[i][u];
+    }
+  }
+};
+
+/// Fetches rows [r0, r0 + block_rows) of the segment's window, scaled (zeros past the last row).
+template <class T>
+__device__ inline void fetch_queries(window_rows_in_flight& regs, const window_site<T>& site, index_t head, index_t r0,
+                                     index_t block_rows, index_t dim) {
+  regs.fetch(
+      static_cast<int>(block_rows), static_cast<int>(dim),
+      [&](int r) -> const T* {
+        return r0 + r < site.rows ? window_query(site.window, head, site.group, r0 + r).data : nullptr;
+      },
+      true, window_scale(dim));
 }
 
-/// Stages keys [t0, t0 + 32) of the segment (zeros past its length), padded rows of dim + 1.
+/// Fetches keys [t0, t0 + 32) of the segment (zeros past its length).
 template <class T, class Layout>
-__device__ inline void stage_keys(float* k, const layer_view<T, Layout>& view, index_t head, index_t t0, index_t n,
-                                  index_t dim) {
-  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-  const int warps = static_cast<int>(blockDim.x / 32), d = static_cast<int>(dim);
-  for (int t = warp; t < static_cast<int>(window_key_tile); t += warps) {
-    float* out = k + t * (d + 1);
-    if (t0 + t < n) {
-      const T* row = view.k + view.mapping(t0 + t, head);
-      for (int c = lane; c < d; c += 32) out[c] = static_cast<float>(row[c]);
-    } else {
-      for (int c = lane; c < d; c += 32) out[c] = 0.f;
-    }
-  }
+__device__ inline void fetch_keys(window_rows_in_flight& regs, const layer_view<T, Layout>& view, index_t head,
+                                  index_t t0, index_t n, index_t dim) {
+  regs.fetch(static_cast<int>(window_key_tile), static_cast<int>(dim),
+             [&](int t) -> const T* { return t0 + t < n ? view.k + view.mapping(t0 + t, head) : nullptr; });
+}
+
+/// Staged queries are rows of dim floats; staged keys rows of dim + 1 (see window_tiles.cuh).
+__device__ inline void publish_queries(const window_rows_in_flight& regs, float* q, index_t block_rows, index_t dim) {
+  regs.publish(q, static_cast<int>(block_rows), static_cast<int>(dim), static_cast<int>(dim));
+}
+__device__ inline void publish_keys(const window_rows_in_flight& regs, float* k, index_t dim) {
+  regs.publish(k, static_cast<int>(window_key_tile), static_cast<int>(dim), static_cast<int>(dim + 1));
 }
 
 /// Row `r` of the staged queries against lane `lane`'s staged key, in index order.
@@ -104,37 +148,40 @@ __global__ void __launch_bounds__(window_threads)
   const layer_view<T, Layout> view = ws.views[seg.view];
   const index_t n = seg.length, rows_per_warp = block_rows / (window_threads / 32);
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-  stage_queries(q, site, seg.head, r0, block_rows, dim);
+  window_rows_in_flight regs;
+  fetch_queries(regs, site, seg.head, r0, block_rows, dim);
+  publish_queries(regs, q, block_rows, dim);  // visible after staged_walk's first barrier
 
   float row_max[4] = {-HUGE_VALF, -HUGE_VALF, -HUGE_VALF, -HUGE_VALF}, row_sum[4] = {0.f, 0.f, 0.f, 0.f};
-  for (index_t t0 = 0; t0 < n; t0 += window_key_tile) {
-    __syncthreads();  // the previous tile is no longer read (and the queries are staged)
-    stage_keys(k, view, seg.head, t0, n, dim);
-    __syncthreads();
-    const index_t key = t0 + lane;
+  staged_walk(
+      n, window_key_tile, [&](index_t t0) { fetch_keys(regs, view, seg.head, t0, n, dim); },
+      [&](index_t) { publish_keys(regs, k, dim); },
+      [&](index_t t0, index_t) {
+        const index_t key = t0 + lane;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const index_t r = warp * rows_per_warp + j, row = r0 + r;
-      if (j >= rows_per_warp || row >= site.rows) break;  // warp-uniform
-      const bool visible = key < n && key < window_visible_end(n, site.window.num_tokens, site.group, row, causal);
-      const float logit = visible ? staged_logit(q, k, r, lane, dim) : -HUGE_VALF;
-      const float m = fmaxf(row_max[j], warp_max(logit));
-      if (m == -HUGE_VALF) continue;  // nothing visible yet
-      row_sum[j] = row_sum[j] * expf(row_max[j] - m) + warp_sum(expf(logit - m));
-      row_max[j] = m;
-    }
-  }
+        for (int j = 0; j < 4; ++j) {
+          const index_t r = warp * rows_per_warp + j, row = r0 + r;
+          if (j >= rows_per_warp || row >= site.rows) break;  // warp-uniform
+          const bool visible = key < n && key < window_visible_end(n, site.window.num_tokens, site.group, row, causal);
+          const float logit = visible ? staged_logit(q, k, r, lane, dim) : -HUGE_VALF;
+          const float m = fmaxf(row_max[j], warp_max(logit));
+          if (m == -HUGE_VALF) continue;  // nothing visible yet
+          row_sum[j] = row_sum[j] * expf(row_max[j] - m) + warp_sum(expf(logit - m));
+          row_max[j] = m;
+        }
+      });
   if (lane != 0) return;
-  for (int j = 0; j < rows_per_warp; ++j) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
     const index_t row = r0 + warp * rows_per_warp + j;
-    if (row >= site.rows) break;
+    if (j >= rows_per_warp || row >= site.rows) break;
     float* stats = ws.window_stats + 2 * (a * window_rows + row);
     stats[0] = row_max[j], stats[1] = row_sum[j];
   }
 }
 
 template <class T, class Layout>
-__global__ void __launch_bounds__(window_threads)
+__global__ void __launch_bounds__(window_threads, window_mass_blocks_per_sm)
     window_mass_kernel(workspace_layout<T, Layout> ws, index_t block_rows, index_t window_rows, index_t dim, bool causal) {
   extern __shared__ float window_smem_[];
   float* q = window_smem_;          // (block_rows, dim)
@@ -147,21 +194,23 @@ __global__ void __launch_bounds__(window_threads)
   const window_site<T> site = window_of(ws, seg);
   const index_t rows_per_warp = block_rows / (window_threads / 32);
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-  stage_keys(k, ws.views[seg.view], seg.head, t0, n, dim);
+  window_rows_in_flight regs;
+  fetch_keys(regs, ws.views[seg.view], seg.head, t0, n, dim);
+  publish_keys(regs, k, dim);  // visible after staged_walk's first barrier
   const index_t key = t0 + lane;
   float acc = 0.f;
-  for (index_t r0 = 0; r0 < site.rows; r0 += block_rows) {
-    __syncthreads();  // the previous rows are no longer read (and the keys are staged)
-    stage_queries(q, site, seg.head, r0, block_rows, dim);
-    __syncthreads();
-    for (index_t j = 0; j < rows_per_warp; ++j) {
-      const index_t r = warp * rows_per_warp + j, row = r0 + r;
-      if (row >= site.rows) break;
-      if (key >= n || key >= window_visible_end(n, site.window.num_tokens, site.group, row, causal)) continue;
-      const float* stats = ws.window_stats + 2 * (a * window_rows + row);
-      acc += expf(staged_logit(q, k, r, lane, dim) - stats[0]) / stats[1];
-    }
-  }
+  staged_walk(
+      site.rows, block_rows, [&](index_t r0) { fetch_queries(regs, site, seg.head, r0, block_rows, dim); },
+      [&](index_t) { publish_queries(regs, q, block_rows, dim); },
+      [&](index_t r0, index_t) {
+        for (index_t j = 0; j < rows_per_warp; ++j) {
+          const index_t r = warp * rows_per_warp + j, row = r0 + r;
+          if (row >= site.rows) break;
+          if (key >= n || key >= window_visible_end(n, site.window.num_tokens, site.group, row, causal)) continue;
+          const float* stats = ws.window_stats + 2 * (a * window_rows + row);
+          acc += expf(staged_logit(q, k, r, lane, dim) - stats[0]) / stats[1];
+        }
+      });
   partial[warp][lane] = acc;
   __syncthreads();
   if (warp != 0 || key >= n) return;
