@@ -12,7 +12,9 @@
 //                             work an engine does per chunk anyway); target: select + compact
 //                             ≤ 10% of it. Scorers: key norm, KeyDiff, recency, SnapKV's window
 //                             (the chunk's last 32 queries × 4 GQA heads per kv-head, pooled ±3),
-//                             and key norm with the merge reducer (each stage timed apart).
+//                             and key norm with the merge reducer (each stage timed apart);
+//                             then, on 28×28-token frames, the structure-aware ones: temporal
+//                             and spatial redundancy, blend<KeyDiff, temporal>, KeyDiff + merge.
 //
 // Shape (the paper's Qwen2.5-VL-7B-like setting): batch 8 requests, 8 kv heads × 128 dims,
 // 32 query heads (GQA 4), half precision, budget 4096, chunk 784 (a 28×28 tile), so every
@@ -453,13 +455,13 @@ void compact_hnd(benchmark::State& state, Scorer scorer) {
   compact_vs_memcpy<layouts::hnd>(state, scorer);
 }
 
-template <class Scorer, class Reducer = reducers::evict>
-void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}) {
+template <class Scorer, class Reducer = reducers::evict, class Structure = structures::sequence>
+void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}, Structure structure = {}) {
   using Layout = layouts::nhd;  // the attention yardstick reads NHD
   fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
   prepared<Scorer, Layout> run(b);
-  const dev::compress_policies<Scorer, structures::sequence, Reducer> policies{scorer, {}, reducer};
+  const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
   events ev;
   double score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, total_ms = 0;
@@ -522,6 +524,24 @@ BENCHMARK_CAPTURE(compress_vs_attention, snapkv_window32, scorers::observation_w
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_norm_merge, scorers::key_norm{}, reducers::merge{})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+// The structure-aware policies, on the chunk's structure: 28×28-token frames, slot = index
+// (the fixture's logical indices are 0 … 4879), so a token's grid and frame neighbours are
+// resident and found by the structure lookups the policies make.
+constexpr structures::temporal_frames frames{.frames = 7, .rows = 28, .cols = 28};
+BENCHMARK_CAPTURE(compress_vs_attention, frames_temporal, scorers::temporal_redundancy{.max_lookback = 2},
+                  reducers::evict{}, frames)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, frames_spatial, scorers::spatial_redundancy{}, reducers::evict{}, frames)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, frames_blend_key_diff_temporal,
+                  scorers::blend<scorers::key_diff, scorers::temporal_redundancy>{}, reducers::evict{}, frames)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, frames_key_diff_merge, scorers::key_diff{}, reducers::merge{}, frames)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
