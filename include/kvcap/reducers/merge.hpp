@@ -17,9 +17,11 @@
 // candidates are neighbours. Positions and all other metadata of the kept token stay.
 //
 // The body is written once for a thread group (core/thread_group.hpp): the host runs it
-// alone, the device with a warp that shares out the candidates' cosines and the fold's
-// elements. Each cosine is computed whole by one thread and the choice is an argmax under a
-// total order, so both keep bit-identical caches.
+// alone, the device with a warp that reads the kept flags a word at a time, looks up the
+// structure neighbours a thread each, stages the keys it compares in shared memory, and shares
+// out the candidates' cosines and the fold's elements. Each cosine is computed whole by one
+// thread, in index order, and the choice is an argmax under a total order, so both keep
+// bit-identical caches.
 
 #include <cstdint>
 #include <type_traits>
