@@ -133,6 +133,18 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles"
       14, 8, {.max_heads = 8, .max_requests = 4, .max_budget = 3000, .max_chunk = 800, .dims = {64, 128}});
 }
 
+TEST_CASE_TEMPLATE("device keeps what the host keeps: head dims 80 to 256, segments of thousands of slots" *
+                       doctest::skip(no_gpu()),
+                   Layout, layouts::nhd, layouts::paged_hnd) {
+  // The edges of the kernels that stage through shared memory: head dims whose last 32-dim
+  // block of the mean unit key is partly empty (80, 96, 160), the window's widest rows (256:
+  // 8 elements a lane, 8 query rows a block), and segments long enough that the mean (256
+  // slots a tile) and the composite statistics (1,024) span several staged tiles.
+  const case_limits wide{.max_heads = 4, .max_requests = 3, .max_budget = 2500, .max_chunk = 600, .dims = {80, 96, 160, 256}};
+  each_scorer<__half, Layout, scorers::key_diff, blend_norms, scorers::observation_window>(17, 6, wide);
+  each_scorer<float, Layout, scorers::key_diff, scorers::observation_window>(18, 6, wide);
+}
+
 TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()), Layout, layouts::nhd, layouts::hnd,
                    layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
   // The warp-run merge (reducers::merge with device::warp_group) against the host's single
@@ -147,6 +159,11 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
   }
   device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(
       r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  // Rows a warp stages in its shared memory (9 float rows of 256) and rows it cannot (512:
+  // 18 KiB a warp would pass the block's 48 KiB, so the keys are read where they are).
+  for (int c = 0; c < scaled(4); ++c)
+    device_matches_host<float, Layout, scorers::spatial_redundancy, reducers::merge>(
+        r, stream, {.max_heads = 4, .max_requests = 3, .max_budget = 300, .max_chunk = 100, .dims = {80, 256, 512}});
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
 
