@@ -17,6 +17,7 @@
 
 #include "../core/ranking.hpp"
 #include "../core/segment_access.hpp"
+#include "../core/segment_sums.hpp"
 #include "../scorers/concept.hpp"
 #include "rank_bits.cuh"
 
@@ -54,13 +55,6 @@ KVCAP_HOST_DEVICE inline float key_norm_at(const Context& ctx, index_t tok) {
   return norm(ctx.key(tok));
 }
 
-/// What slot `tok` adds to a component of the mean unit key: x / |k|, and nothing for a zero
-/// key. `x` is the component, `norm` is key_norm_at of the slot.
-struct unit_key_term {
-  KVCAP_HOST_DEVICE static bool counts(float norm) { return norm > 0.f; }
-  KVCAP_HOST_DEVICE static float of(float x, float norm) { return x / norm; }
-};
-
 /// Component `dim` of the mean over the segment of k / |k| (zero keys add nothing), summed
 /// in slot order and divided by the length: the host executor's operations in its order, so
 /// the result is bit-identical. `norms` holds key_norm_at of every slot. The device's
@@ -74,19 +68,6 @@ KVCAP_HOST_DEVICE inline float mean_unit_key_at(const Context& ctx, const float*
     if (unit_key_term::counts(norms[tok])) acc += unit_key_term::of(ctx.key(tok)[dim], norms[tok]);
   return acc / static_cast<float>(n);
 }
-
-/// The sums behind a component's mean and inverse standard deviation, in double, added in
-/// slot order.
-struct component_sums {
-  double sum = 0, sum_sq = 0;
-  KVCAP_HOST_DEVICE void add(float c) { sum += c, sum_sq += static_cast<double>(c) * c; }
-  /// {mean, inv_std} over `n` slots, rounded as the host executor rounds them.
-  KVCAP_HOST_DEVICE void finish(index_t n, float* stats) const {
-    const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
-    stats[0] = static_cast<float>(m);
-    stats[1] = var > 0 ? static_cast<float>(1.0 / sqrt(var)) : 0.f;
-  }
-};
 
 /// Mean and inverse standard deviation of one component over a segment, in double and in
 /// slot order, rounded as the host executor rounds them. `stats` = {mean, inv_std}.

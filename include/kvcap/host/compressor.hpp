@@ -33,6 +33,7 @@
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
 #include "../core/ranking.hpp"
+#include "../core/segment_sums.hpp"
 #include "../core/workspace.hpp"
 #include "window_mass.hpp"
 #include "../reducers/concept.hpp"
@@ -375,8 +376,8 @@ class compressor {
     for (index_t tok = 0; tok < n; ++tok) {
       const auto k = view.key(tok, head);
       const float len = norm(k);
-      if (len > 0.f)
-        for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] += k[i] / len;
+      if (unit_key_term::counts(len))
+        for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] += unit_key_term::of(k[i], len);
     }
     for (index_t i = 0; i < d; ++i) ws_.mean_unit_key[i] /= static_cast<float>(n);
   }
@@ -397,14 +398,11 @@ class compressor {
       float mean[num_components], inv_std[num_components];
       for (index_t c = 0; c < num_components; ++c) {
         float* comp = ws_.components + c * n;
-        double sum = 0, sum_sq = 0;
-        for (index_t tok = 0; tok < n; ++tok) {
-          comp[tok] = policies_.scorer.component(ctx, tok, c);
-          sum += comp[tok], sum_sq += static_cast<double>(comp[tok]) * comp[tok];
-        }
-        const double m = sum / static_cast<double>(n), var = sum_sq / static_cast<double>(n) - m * m;
-        mean[c] = static_cast<float>(m);
-        inv_std[c] = var > 0 ? static_cast<float>(1.0 / std::sqrt(var)) : 0.f;
+        component_sums sums;
+        for (index_t tok = 0; tok < n; ++tok) sums.add(comp[tok] = policies_.scorer.component(ctx, tok, c));
+        float stats[2];
+        sums.finish(n, stats);
+        mean[c] = stats[0], inv_std[c] = stats[1];
       }
       float z[num_components];
       for (index_t tok = 0; tok < n; ++tok) {
