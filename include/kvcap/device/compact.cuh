@@ -30,6 +30,7 @@
 #include <cuda/atomic>
 #include <cub/block/block_scan.cuh>
 
+#include "launch.cuh"
 #include "score_kernel.cuh"
 
 namespace kvcap::device::detail {
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
   constexpr int meta_words = static_cast<int>(sizeof(token_meta) / sizeof(std::uint64_t));
   static_assert(sizeof(token_meta) % sizeof(std::uint64_t) == 0 && alignof(token_meta) >= alignof(std::uint64_t));
 
-  extern __shared__ uint4 staging_[];  // (row, vec) K, then (row, vec) V, then (row, word) meta
+  unsigned char* const staging = dynamic_shared<unsigned char>();  // (row, vec) K, (row, vec) V, (row, word) meta
   __shared__ typename scan::TempStorage temp;
   __shared__ index_t tile_id;
   __shared__ bool abort;
@@ -123,9 +124,9 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
   const int row_vecs = static_cast<int>(view.mapping.head_dim * static_cast<index_t>(sizeof(T)) / VecBytes);
   const int vecs = num_moving * row_vecs, step_r = compact_threads / row_vecs, step_c = compact_threads % row_vecs;
   const index_t region = (tile_tokens * row_vecs * VecBytes + 15) / 16 * 16;
-  auto* stage_k = reinterpret_cast<vec*>(staging_);
-  auto* stage_v = reinterpret_cast<vec*>(reinterpret_cast<unsigned char*>(staging_) + region);
-  auto* stage_m = reinterpret_cast<unsigned long long*>(reinterpret_cast<unsigned char*>(staging_) + 2 * region);
+  auto* stage_k = reinterpret_cast<vec*>(staging);
+  auto* stage_v = reinterpret_cast<vec*>(staging + region);
+  auto* stage_m = reinterpret_cast<unsigned long long*>(staging + 2 * region);
   const auto k_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.k + row) + c; };
   const auto v_row = [&](index_t row, int c) { return reinterpret_cast<vec*>(view.v + row) + c; };
   const auto meta_row = [&](index_t slot) { return reinterpret_cast<unsigned long long*>(&view.meta_at(slot, head)); };

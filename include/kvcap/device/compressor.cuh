@@ -35,6 +35,7 @@
 #include <cstdint>
 
 #include "compact.cuh"
+#include "launch.cuh"
 #include "ordered_sums.cuh"
 #include "plan_kernel.cuh"
 #include "reduce_kernel.cuh"
@@ -71,8 +72,8 @@ status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if (smem > static_cast<std::size_t>(staging_bytes_limit))  // a larger tile than plan() picks (benchmarks): opt in
     KVCAP_CUDA_TRY(cudaFuncSetAttribute(compact_kernel<VecBytes, T, Layout, Probe>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  compact_kernel<VecBytes, T, Layout, Probe><<<static_cast<unsigned int>(p.tiles), compact_threads, smem, stream>>>(
-      ws, p.tiles, p.tile_tokens, probe);
+  launch(compact_kernel<VecBytes, T, Layout, Probe>, static_cast<unsigned int>(p.tiles), compact_threads, smem, stream, ws,
+         p.tiles, p.tile_tokens, probe);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -104,12 +105,13 @@ template <class T, class Layout>
 status enqueue_window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
   const index_t block_rows = window_block_rows(p.head_dim), row_blocks = (p.window_rows + block_rows - 1) / block_rows;
   const std::size_t smem = window_smem_bytes(block_rows, p.head_dim);
-  window_stats_kernel<<<static_cast<unsigned int>(p.active_segments * row_blocks), window_threads, smem, stream>>>(
-      ws, row_blocks, block_rows, p.window_rows, p.head_dim, p.window_causal);
+  launch(window_stats_kernel<T, Layout>, static_cast<unsigned int>(p.active_segments * row_blocks), window_threads, smem,
+         stream, ws, row_blocks, block_rows, p.window_rows, p.head_dim, p.window_causal);
   KVCAP_CUDA_LAUNCHED(stream);
   const dim3 grid(static_cast<unsigned int>(p.active_segments),
                   static_cast<unsigned int>((p.max_length + window_key_tile - 1) / window_key_tile));
-  window_mass_kernel<<<grid, window_threads, smem, stream>>>(ws, block_rows, p.window_rows, p.head_dim, p.window_causal);
+  launch(window_mass_kernel<T, Layout>, grid, window_threads, smem, stream, ws, block_rows, p.window_rows, p.head_dim,
+         p.window_causal);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -120,29 +122,31 @@ status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& 
                       const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   constexpr scorer_needs needs = needs_of<Scorer>;
   if (p.active_segments == 0) return ok_status;
-  plan_kernel<<<1, plan_threads, 0, stream>>>(ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
+  launch(plan_kernel<T, Layout>, 1, plan_threads, 0, stream, ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
   if constexpr (needs.window_mass) {
     if (status s = enqueue_window_mass(ws, p, stream); !s) return s;
   }
   const unsigned int token_grid = grid_for(p.tokens, token_threads);
   if constexpr (needs.mean_unit_key) {
-    norms_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
+    launch(norms_kernel<T, Layout, Scorer, Structure, Reducer>, token_grid, token_threads, 0, stream, ws, p.active_segments,
+           p.tokens, p.head_dim, policies);
     KVCAP_CUDA_LAUNCHED(stream);
     const index_t dim_chunks = (p.head_dim + mean_dims - 1) / mean_dims;
-    mean_kernel<<<static_cast<unsigned int>(p.active_segments * dim_chunks), mean_threads, 0, stream>>>(ws, p.head_dim,
-                                                                                                        policies);
+    launch(mean_kernel<T, Layout, Scorer, Structure, Reducer>, static_cast<unsigned int>(p.active_segments * dim_chunks),
+           mean_threads, 0, stream, ws, p.head_dim, policies);
     KVCAP_CUDA_LAUNCHED(stream);
   }
   if constexpr (needs.num_components > 0) {
-    components_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, policies);
+    launch(components_kernel<T, Layout, Scorer, Structure, Reducer>, token_grid, token_threads, 0, stream, ws,
+           p.active_segments, p.tokens, p.head_dim, policies);
     KVCAP_CUDA_LAUNCHED(stream);
-    stats_kernel<T, Layout, Scorer>
-        <<<static_cast<unsigned int>(p.active_segments * needs.num_components), stats_threads, 0, stream>>>(ws);
+    launch(stats_kernel<T, Layout, Scorer>, static_cast<unsigned int>(p.active_segments * needs.num_components),
+           stats_threads, 0, stream, ws);
     KVCAP_CUDA_LAUNCHED(stream);
   }
-  keys_kernel<<<token_grid, token_threads, 0, stream>>>(ws, p.active_segments, p.tokens, p.head_dim, p.num_kv_heads,
-                                                        policies);
+  launch(keys_kernel<T, Layout, Scorer, Structure, Reducer>, token_grid, token_threads, 0, stream, ws, p.active_segments,
+         p.tokens, p.head_dim, p.num_kv_heads, policies);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -151,8 +155,8 @@ status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& 
 template <class T, class Layout>
 status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
   if (p.active_segments == 0) return ok_status;
-  select_kernel<<<static_cast<unsigned int>(p.active_segments), select_threads, 0, stream>>>(ws, p.tile_tokens,
-                                                                                              p.num_kv_heads);
+  launch(select_kernel<T, Layout>, static_cast<unsigned int>(p.active_segments), select_threads, 0, stream, ws,
+         p.tile_tokens, p.num_kv_heads);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -165,7 +169,8 @@ status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& 
     if (p.active_segments == 0) return ok_status;
     const auto blocks = static_cast<unsigned int>((p.active_segments + reduce_warps - 1) / reduce_warps);
     const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim);
-    reduce_kernel<<<blocks, reduce_threads, scratch * reduce_warps, stream>>>(ws, p.active_segments, scratch, policies);
+    launch(reduce_kernel<T, Layout, Scorer, Structure, Reducer>, blocks, reduce_threads, scratch * reduce_warps, stream,
+           ws, p.active_segments, scratch, policies);
     KVCAP_CUDA_LAUNCHED(stream);
   } else {
     (void)ws, (void)p, (void)policies, (void)stream;

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 
+#include "launch.cuh"
 #include "reduce_context.cuh"
 #include "score_kernel.cuh"
 #include "warp_group.cuh"
@@ -47,7 +48,6 @@ template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(reduce_threads)
     reduce_kernel(workspace_layout<T, Layout> ws, index_t active, std::size_t scratch_bytes,
                   compress_policies<Scorer, Structure, Reducer> policies) {
-  extern __shared__ uint4 reduce_scratch_[];
   const int warp_index = static_cast<int>(threadIdx.x / 32);
   const index_t a = blockIdx.x * static_cast<index_t>(reduce_warps) + warp_index;
   if (a >= active) return;
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(reduce_threads)
   segment_reduce_context<T, Layout, Structure> ctx{{ws.views + seg.view, &policies.structure, seg.head, seg.length},
                                                    ws.keys + ws.token_indptr[a],
                                                    ws.selections[a]};
-  const warp_group warp{reinterpret_cast<unsigned char*>(reduce_scratch_) + warp_index * scratch_bytes, scratch_bytes};
+  const warp_group warp{dynamic_shared<unsigned char>() + warp_index * scratch_bytes, scratch_bytes};
   if constexpr (group_reducer<Reducer, decltype(ctx), warp_group>) policies.reducer.reduce(ctx, warp);
   else if (warp.rank() == 0) policies.reducer.reduce(ctx);
 }

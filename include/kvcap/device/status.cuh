@@ -15,8 +15,8 @@
 // the cache is unchanged. The host learns of it with `read_status` (which waits for the
 // stream) or by copying the report itself.
 //
-// This header is plain C++ (any C++20 compiler); the CUDA helper macro appears only when
-// compiled by a CUDA compiler.
+// This header is plain C++ (any C++20 compiler); the CUDA helper macros appear only when
+// compiled by a CUDA compiler, or with the CPU SIMT emulator (launch.cuh).
 
 #include <cstdint>
 
@@ -92,7 +92,7 @@ constexpr status to_status(const device_report& r) {
 
 }  // namespace kvcap::device
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(KVCAP_SIMT_EMULATOR)
 #include <cuda_runtime_api.h>
 
 namespace kvcap::device::detail {

@@ -14,6 +14,7 @@
 // summation order differ from Eigen's), so a kept set can differ from the host's only between
 // tokens whose scores tie to within that rounding. Both passes are deterministic.
 
+#include "launch.cuh"
 #include "score_kernel.cuh"
 #include "staged_walk.cuh"
 #include "window_tiles.cuh"
@@ -138,9 +139,8 @@ template <class T, class Layout>
 __global__ void __launch_bounds__(window_threads)
     window_stats_kernel(workspace_layout<T, Layout> ws, index_t row_blocks, index_t block_rows, index_t window_rows,
                         index_t dim, bool causal) {
-  extern __shared__ float window_smem_[];
-  float* q = window_smem_;              // (block_rows, dim)
-  float* k = q + block_rows * dim;      // (32, dim + 1)
+  float* q = dynamic_shared<float>();  // (block_rows, dim)
+  float* k = q + block_rows * dim;     // (32, dim + 1)
   const index_t a = blockIdx.x / row_blocks, r0 = (blockIdx.x % row_blocks) * block_rows;
   const plan_segment seg = ws.segments[a];
   const window_site<T> site = window_of(ws, seg);
@@ -183,9 +183,8 @@ __global__ void __launch_bounds__(window_threads)
 template <class T, class Layout>
 __global__ void __launch_bounds__(window_threads, window_mass_blocks_per_sm)
     window_mass_kernel(workspace_layout<T, Layout> ws, index_t block_rows, index_t window_rows, index_t dim, bool causal) {
-  extern __shared__ float window_smem_[];
-  float* q = window_smem_;          // (block_rows, dim)
-  float* k = q + block_rows * dim;  // (32, dim + 1)
+  float* q = dynamic_shared<float>();  // (block_rows, dim)
+  float* k = q + block_rows * dim;     // (32, dim + 1)
   __shared__ float partial[window_threads / 32][window_key_tile];  // 1 KiB: see window_smem_limit
   const index_t a = blockIdx.x, t0 = blockIdx.y * window_key_tile;
   const plan_segment seg = ws.segments[a];

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# tools/device/simt_mutations.sh — does the CPU SIMT emulator (tests/device/simt) catch broken
+# kernels? Applies one known bug at a time to a scratch copy of the sources (a missing barrier,
+# a missing warp sync, an off-by-one in the merge's warp path), builds the device parity tests
+# for the emulator and runs them on a sample of the randomized cases. Prints one line per
+# mutation: the emulator's verdict, which should be a failure for each but the last (a
+# __syncwarp that the merge's own warp reduction already makes redundant in the emulator's
+# model).
+#
+#   bash tools/device/simt_mutations.sh [SCALE]     # SCALE: KVCAP_DEVICE_TEST_SCALE, 0.05 default
+#
+# Needs g++, the CUDA Toolkit's headers (CUDA_HOME, /usr/local/cuda by default), Eigen and
+# doctest (Debian's libeigen3-dev and doctest-dev). Takes about 2 minutes a mutation on 2 cores.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+scale=${1:-0.05}
+cuda=${CUDA_HOME:-/usr/local/cuda}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+flags=(-std=c++20 -O1 -w -I"$cuda/include" -I"$cuda/include/cccl" -I/usr/include/eigen3)
+
+# name | file | text to replace (first occurrence) | replacement
+mutations=(
+  "staged_walk: no barrier after a tile is published|include/kvcap/device/staged_walk.cuh|    publish(base);
+    __syncthreads();|    publish(base);"
+  "staged_walk: no barrier before the next tile overwrites the last|include/kvcap/device/staged_walk.cuh|    __syncthreads();  // the previous tile is no longer used|"
+  "compact: no barrier between the two block scans|include/kvcap/device/compact.cuh|  const bool moving = kept && dst != tok;
+  __syncthreads();|  const bool moving = kept && dst != tok;"
+  "window mass: no barrier before the warps' partial sums are added|include/kvcap/device/window_kernel.cuh|  partial[warp][lane] = acc;
+  __syncthreads();|  partial[warp][lane] = acc;"
+  "warp stage: no __syncwarp between the stores and the reads|include/kvcap/device/warp_group.cuh|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
+    }
+    __syncwarp();|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
+    }"
+  "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
+  "warp stage: no __syncwarp before the stores (redundant here)|include/kvcap/device/warp_group.cuh|    __syncwarp();  // every lane has finished reading the rows staged before|"
+)
+
+echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
+g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
+g++ "${flags[@]}" -I"$root/include" -c "$root/tests/device/simt/runtime.cpp" -o "$work/runtime.o"
+for m in "${mutations[@]}"; do
+  IFS='|' read -r -d '' name file old new < <(printf '%s\0' "$m") || true
+  copy="$work/src"
+  rm -rf "$copy" && mkdir -p "$copy" && cp -r "$root/include" "$root/tests" "$copy/"
+  python3 - "$copy/$file" "$old" "$new" <<'PY'
+import sys
+path, old, new = sys.argv[1:4]
+text = open(path).read()
+if old not in text:
+    sys.exit(f"mutation target not found in {path}: {old!r}")
+open(path, "w").write(text.replace(old, new, 1))
+PY
+  g++ "${flags[@]}" -I"$copy/tests/device/simt/include" -I"$copy/include" \
+      -c "$copy/tests/device/simt/test_parity_on_cpu.cpp" -o "$work/parity.o"
+  g++ -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
+  rc=0
+  KVCAP_DEVICE_TEST_SCALE=$scale "$work/t" > "$work/out.log" 2>&1 || rc=$?
+  verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')
+  if [ "$rc" -eq 0 ]; then echo "NOT CAUGHT  $name: $verdict"; else echo "caught      $name: rc $rc, $verdict"; fi
+done
