@@ -17,7 +17,7 @@ scale=${1:-0.05}
 cuda=${CUDA_HOME:-/usr/local/cuda}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-flags=(-std=c++20 -O1 -w -I"$cuda/include" -I"$cuda/include/cccl" -I/usr/include/eigen3)
+flags=(-std=c++20 -O1 -w -isystem "$cuda/include" -isystem "$cuda/include/cccl" -isystem /usr/include/eigen3)  # after -I: the stand-in CUB first
 
 # name | file | text to replace (first occurrence) | replacement
 mutations=(
@@ -36,7 +36,7 @@ mutations=(
   "warp stage: no __syncwarp before the stores (redundant here)|include/kvcap/device/warp_group.cuh|    __syncwarp();  // every lane has finished reading the rows staged before|"
 )
 
-echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
 g++ "${flags[@]}" -I"$root/include" -c "$root/tests/device/simt/runtime.cpp" -o "$work/runtime.o"
 for m in "${mutations[@]}"; do
@@ -55,7 +55,7 @@ PY
       -c "$copy/tests/device/simt/test_parity_on_cpu.cpp" -o "$work/parity.o"
   g++ -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
   rc=0
-  KVCAP_DEVICE_TEST_SCALE=$scale "$work/t" > "$work/out.log" 2>&1 || rc=$?
+  (KVCAP_DEVICE_TEST_SCALE=$scale "$work/t" > "$work/out.log" 2>&1) 2> /dev/null || rc=$?  # an abort is a verdict
   verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')
   if [ "$rc" -eq 0 ]; then echo "NOT CAUGHT  $name: $verdict"; else echo "caught      $name: rc $rc, $verdict"; fi
 done

@@ -317,7 +317,7 @@ inline void run_grid(const void* kernel, dim3 grid, dim3 dim, std::size_t smem, 
   for (const std::size_t i : blocks) {
     b.index = {static_cast<unsigned>(i % grid.x), static_cast<unsigned>(i / grid.x % grid.y),
                static_cast<unsigned>(i / (std::size_t{grid.x} * grid.y))};
-    std::memset(shared.data(), 0xff, shared.size() * sizeof(uint4));
+    if (!shared.empty()) std::memset(shared.data(), 0xff, shared.size() * sizeof(uint4));
     run_block(b, stacks, rng);
   }
   running_block() = nullptr;
