@@ -9,10 +9,10 @@
 //   stats_kernel       (segment, component) mean and 1/std in double, in slot order (idem)
 //   keys_kernel        (token)              rank key; checks logical indices increase
 //
-// Shared inputs are summed in the host executor's order (one thread per dim or per
-// component adds the slots in order), so they are bit-identical to the host's; the window
-// mass alone agrees to float rounding (see window_kernel.cuh). Device
-// translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
+// Shared inputs are summed in the host executor's order (a lane per dim, or a thread per
+// component, adds the staged slots in slot order: ordered_sums.cuh), so they are
+// bit-identical to the host's; the window mass alone agrees to float rounding (see
+// window_kernel.cuh). Device translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
 // default, which rounds differently from the host) and --expt-relaxed-constexpr (structure
 // models are constexpr host functions).
 
