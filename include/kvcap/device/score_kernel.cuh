@@ -12,9 +12,9 @@
 // Shared inputs are summed in the host executor's order (a lane per dim, or a thread per
 // component, adds the staged slots in slot order: ordered_sums.cuh), so they are
 // bit-identical to the host's; the window mass alone agrees to float rounding (see
-// window_kernel.cuh). Device translation units must be compiled with --fmad=false (nvcc contracts a*b+c into an FMA by
-// default, which rounds differently from the host) and --expt-relaxed-constexpr (structure
-// models are constexpr host functions).
+// window_kernel.cuh). Device translation units must be compiled with --fmad=false (nvcc
+// contracts a*b+c into an FMA by default, which rounds differently from the host) and
+// --expt-relaxed-constexpr (structure models are constexpr host functions).
 
 #include <cuda/atomic>
 
