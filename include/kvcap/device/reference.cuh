@@ -71,7 +71,7 @@ void window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, in
   const layer_view<T, Layout>& view = ws.views[seg.view];
   const kv_tensor<const T>& win = ws.windows[seg.view];
   const index_t group = win.num_heads / p.num_kv_heads, rows = win.num_tokens * group, n = seg.length, dim = p.head_dim;
-  const index_t block_rows = window_block_rows(dim), rows_per_warp = block_rows / (window_threads / 32);
+  const index_t block_rows = window_block_rows(dim), rows_per_warp = block_rows / window_warps;
   const float scale = window_scale(dim);
   const auto visible = [&](index_t row, index_t tok) {
     return tok < window_visible_end(n, win.num_tokens, group, row, p.window_causal);
@@ -103,7 +103,7 @@ void window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, in
   }
   float* mass = ws.window_mass + ws.token_indptr[a];
   for (index_t tok = 0; tok < n; ++tok) {
-    float partial[window_threads / 32] = {};
+    float partial[window_warps] = {};
     for (index_t row = 0; row < rows; ++row)
       if (visible(row, tok))
         partial[(row % block_rows) / rows_per_warp] += std::exp(logit(row, tok) - stats[2 * row]) / stats[2 * row + 1];

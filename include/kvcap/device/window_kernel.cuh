@@ -52,7 +52,6 @@ __device__ inline window_site<T> window_of(const workspace_layout<T, Layout>& ws
 // next tile's loads are in flight while the current one is used; the mass kernel walks its
 // row blocks so.
 
-inline constexpr int window_warps = window_threads / 32;
 /// The mass kernel runs as many blocks as there are key tiles: registers are held to what lets
 /// 3 reside per SM (80, no spills with the loads in flight; the stats kernel, with a block per
 /// 32 rows, is left its 110).
@@ -146,7 +145,7 @@ __global__ void __launch_bounds__(window_threads)
   const window_site<T> site = window_of(ws, seg);
   if (r0 >= site.rows) return;
   const layer_view<T, Layout> view = ws.views[seg.view];
-  const index_t n = seg.length, rows_per_warp = block_rows / (window_threads / 32);
+  const index_t n = seg.length, rows_per_warp = block_rows / window_warps;
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   window_rows_in_flight regs;
   fetch_queries(regs, site, seg.head, r0, block_rows, dim);
@@ -185,13 +184,13 @@ __global__ void __launch_bounds__(window_threads, window_mass_blocks_per_sm)
     window_mass_kernel(workspace_layout<T, Layout> ws, index_t block_rows, index_t window_rows, index_t dim, bool causal) {
   float* q = dynamic_shared<float>();  // (block_rows, dim)
   float* k = q + block_rows * dim;     // (32, dim + 1)
-  __shared__ float partial[window_threads / 32][window_key_tile];  // 1 KiB: see window_smem_limit
+  __shared__ float partial[window_warps][window_key_tile];  // 1 KiB: see window_smem_limit
   const index_t a = blockIdx.x, t0 = blockIdx.y * window_key_tile;
   const plan_segment seg = ws.segments[a];
   const index_t n = seg.length;
   if (t0 >= n) return;
   const window_site<T> site = window_of(ws, seg);
-  const index_t rows_per_warp = block_rows / (window_threads / 32);
+  const index_t rows_per_warp = block_rows / window_warps;
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   window_rows_in_flight regs;
   fetch_keys(regs, ws.views[seg.view], seg.head, t0, n, dim);
@@ -214,7 +213,7 @@ __global__ void __launch_bounds__(window_threads, window_mass_blocks_per_sm)
   __syncthreads();
   if (warp != 0 || key >= n) return;
   float mass = 0.f;
-  for (int w = 0; w < window_threads / 32; ++w) mass += partial[w][lane];
+  for (int w = 0; w < window_warps; ++w) mass += partial[w][lane];
   ws.window_mass[ws.token_indptr[a] + key] = mass * (1.f / static_cast<float>(site.rows));
 }
 

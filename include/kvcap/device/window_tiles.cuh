@@ -21,6 +21,7 @@ namespace kvcap::device {
 
 inline constexpr index_t window_key_tile = 32;   ///< keys per tile: one per lane
 inline constexpr int window_threads = 256;        ///< 8 warps share a block's rows
+inline constexpr int window_warps = window_threads / 32;
 inline constexpr index_t window_max_head_dim = 256;
 /// Most tokens of a segment a window scorer takes: key tiles run along the grid's y (≤ 65535).
 inline constexpr index_t window_max_length = 65535 * window_key_tile;

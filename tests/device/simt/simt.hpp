@@ -338,6 +338,12 @@ inline void* dynamic_shared() {
   return b->shared;
 }
 
+/// Lane `source`'s word in a released collective: undefined on a GPU when that lane has
+/// exited, a NaN pattern here.
+inline std::uint32_t word_from(const warp_exchange& x, unsigned phase, int source) {
+  return (x.arrived[phase] >> source & 1u) != 0 ? x.word[phase][source] : 0x7fbadbadu;
+}
+
 template <class V>
 inline std::uint32_t word_of(V v) {
   static_assert(sizeof(V) == 4, "kvcap's kernels shuffle 32-bit words");
@@ -362,10 +368,7 @@ inline V __shfl_xor_sync(unsigned mask, V v, int lane_mask, int width = 32) {
   if (width != 32) kvcap::simt::fail("__shfl_xor_sync with a width other than 32");
   unsigned phase;
   const auto& x = kvcap::simt::warp_collective("__shfl_xor_sync", mask, kvcap::simt::word_of(v), phase);
-  const int source = kvcap::simt::this_fiber().lane ^ (lane_mask & 31);
-  // From a lane that has exited: undefined on a GPU, a NaN pattern here.
-  const std::uint32_t w = (x.arrived[phase] >> source & 1u) != 0 ? x.word[phase][source] : 0x7fbadbadu;
-  return std::bit_cast<V>(w);
+  return std::bit_cast<V>(kvcap::simt::word_from(x, phase, kvcap::simt::this_fiber().lane ^ (lane_mask & 31)));
 }
 template <class V>
 inline V __shfl_down_sync(unsigned mask, V v, unsigned delta, int width = 32) {
@@ -374,8 +377,7 @@ inline V __shfl_down_sync(unsigned mask, V v, unsigned delta, int width = 32) {
   const auto& x = kvcap::simt::warp_collective("__shfl_down_sync", mask, kvcap::simt::word_of(v), phase);
   const int source = kvcap::simt::this_fiber().lane + static_cast<int>(delta);
   if (source >= 32) return v;  // beyond the warp: the lane keeps its own value
-  const std::uint32_t w = (x.arrived[phase] >> source & 1u) != 0 ? x.word[phase][source] : 0x7fbadbadu;
-  return std::bit_cast<V>(w);
+  return std::bit_cast<V>(kvcap::simt::word_from(x, phase, source));
 }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   unsigned phase;
