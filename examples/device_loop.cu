@@ -112,7 +112,7 @@ int main() {
   const dev::workspace_limits limits{.max_views = num_requests, .num_kv_heads = kv_heads, .head_dim = dim,
                                      .max_capacity = *std::max_element(request_budget, request_budget + num_requests) + max_chunk,
                                      .max_window_rows = window * (q_heads / kv_heads)};
-  std::size_t workspace_bytes = dev::workspace_bound<T, Layout, scorer>(limits);
+  std::size_t workspace_bytes = dev::workspace_bound<T, Layout, scorer, reducers::merge>(limits);
   void* workspace = device_alloc<std::byte>(workspace_bytes);
 
   // Chunk buffers (the engine's projections would fill them), in device memory.

@@ -235,7 +235,7 @@ fixture<Layout>& the_fixture() {
   return f;
 }
 
-template <class Scorer, class Layout>
+template <class Scorer, class Layout, class Reducer = reducers::evict>
 struct prepared {
   dev::plan_totals p;
   void* temp = nullptr;
@@ -243,15 +243,15 @@ struct prepared {
   /// `tile_tokens` > 0: compaction tiles of that many slots instead of the planned size (an
   /// experiment: every segment of the fixture has the same length).
   explicit prepared(const dev::compress_batch<T, Layout>& b, index_t tile_tokens = 0) {
-    if (!dev::plan(b, p, dev::needs_of<Scorer>)) std::abort();
+    if (!dev::plan(b, p, dev::needs_of<Scorer, Reducer>)) std::abort();
     if (tile_tokens > 0) {
       p.tile_tokens = tile_tokens;
       p.tiles = p.active_segments * ((p.max_length + tile_tokens - 1) / tile_tokens);
     }
-    const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer>);
+    const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer, Reducer>);
     BENCH_CUDA(cudaMalloc(&temp, bytes));
     workspace_carver w(temp);
-    ws = dev::carve<T, Layout>(w, p, dev::needs_of<Scorer>);
+    ws = dev::carve<T, Layout>(w, p, dev::needs_of<Scorer, Reducer>);
   }
   ~prepared() { cudaFree(temp); }
 };
@@ -460,7 +460,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   using Layout = layouts::nhd;  // the attention yardstick reads NHD
   fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
-  prepared<Scorer, Layout> run(b);
+  prepared<Scorer, Layout, Reducer> run(b);
   const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
   events ev;

@@ -313,21 +313,27 @@ struct host_request {
 
   /// Random history: a few append + compress rounds, then a last append (no compress).
   /// Window scorers: `window_group` query heads per kv-head, windows `window_causal` or not.
+  /// Budgets and chunks are drawn from [min_budget, max_budget] and [min_chunk, max_chunk_limit].
+  /// With min_chunk > 0 the cache is first filled to its budget, and the last chunk holds at
+  /// least min_chunk tokens.
   void drive(rng& r, index_t heads, index_t dim, const Scorer& scorer, const Structure& s, index_t max_budget = 40,
-             index_t max_chunk_limit = 30, index_t window_group = 1, bool window_causal = true) {
+             index_t max_chunk_limit = 30, index_t window_group = 1, bool window_causal = true, index_t min_budget = 1,
+             index_t min_chunk = 0) {
     structure = s;
-    budget = r.between(1, max_budget);
-    max_chunk = r.between(1, max_chunk_limit);
+    budget = r.between(min_budget, max_budget);
+    max_chunk = r.between(std::max<index_t>(1, min_chunk), max_chunk_limit);
     mode = static_cast<values>(r.between(0, windowed ? 2 : 3));  // windows: no overflowing logits
     causal = window_causal, max_window = windowed ? r.between(1, 8) : 0;
     const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads * window_group,
                                        .head_dim = dim, .max_chunk = max_chunk, .max_window = max_window};
     c = std::make_unique<executor>(
         shape, typename executor::policies{.scorer = scorer, .budget = {.tokens = budget}, .structure = structure});
+    if (min_chunk > 0)  // start full: the drops then lie among `budget` resident tokens
+      while (c->length(0) < budget) append_chunk(r, std::min(max_chunk, budget - c->length(0)));
     const index_t rounds = r.between(0, 4);
     for (index_t round = 0; round <= rounds; ++round) {
       const index_t room = budget + max_chunk - c->length(0);
-      append_chunk(r, r.between(0, std::min(room, max_chunk)));
+      append_chunk(r, r.between(round < rounds ? 0 : std::min(room, min_chunk), std::min(room, max_chunk)));
       if (round < rounds) next_window(r), compress();
     }
   }

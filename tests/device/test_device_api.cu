@@ -43,6 +43,24 @@ TEST_CASE("the size query is the reference's carve and stays within the bound") 
                             {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64}));
 }
 
+TEST_CASE("a merging reducer's workspace holds its lists, and its bound counts them") {
+  // reducers::merge runs in rounds on the device (reduce_rounds.cuh): a dropped-token entry and
+  // a claim per slot of every active segment.
+  using merging = dev::compress_policies<policies::scorer_type, structures::sequence, reducers::merge>;
+  fake_batch f;
+  std::size_t merge_bytes = 0, reference_bytes = 0, evict_bytes = 0;
+  REQUIRE(dev::compress(nullptr, merge_bytes, f.batch(), merging{}).ok());
+  REQUIRE(dev::reference::compress(nullptr, reference_bytes, f.batch(), merging{}).ok());
+  REQUIRE(dev::compress(nullptr, evict_bytes, f.batch(), policies{}).ok());
+  CHECK(merge_bytes == reference_bytes);
+  dev::plan_totals p;
+  REQUIRE(dev::plan(f.batch(), p).ok());
+  CHECK(merge_bytes >= evict_bytes + static_cast<std::size_t>(p.tokens) * (sizeof(dev::dropped_token) + sizeof(std::int32_t)));
+  const dev::workspace_limits limits{.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64};
+  CHECK(merge_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type, reducers::merge>(limits));
+  CHECK(merge_bytes > dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type>(limits));
+}
+
 TEST_CASE("invalid batches are refused on the host, before anything is enqueued") {
   void* not_device_memory = reinterpret_cast<void*>(std::uintptr_t{256});
   std::size_t bytes = std::size_t{1} << 30;
@@ -94,8 +112,8 @@ TEST_CASE("window scorers and the merge reducer: the size query, the bound, and 
   CHECK(device_bytes == reference_bytes);
   std::size_t plain_bytes = 0;
   REQUIRE(dev::compress(nullptr, plain_bytes, f.batch(), policies{}).ok());
-  CHECK(device_bytes > plain_bytes);  // window copies, row statistics and masses
-  CHECK(device_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, scorers::observation_window>(
+  CHECK(device_bytes > plain_bytes);  // window copies, row statistics and masses; the merge's lists
+  CHECK(device_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, scorers::observation_window, reducers::merge>(
                             {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64,
                              .max_window_rows = 4 * 3}));
   // Without windows, a window scorer is refused on the host, before anything is enqueued.

@@ -18,6 +18,7 @@ namespace {
 struct case_limits {
   index_t max_heads = 4, max_requests = 5, max_budget = 40, max_chunk = 30;
   std::vector<index_t> dims = {1, 2, 3, 4, 5, 8, 16, 32, 64, 128};
+  index_t min_budget = 1, min_chunk = 0;  ///< the last chunk holds at least min_chunk tokens
 };
 
 template <class T, class Layout, class Scorer, class Reducer = reducers::evict>
@@ -39,7 +40,8 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
   std::vector<kv_tensor<const T>> windows;
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
-    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk, group, causal);
+    q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk, group, causal,
+            limits.min_budget, limits.min_chunk);
     const auto& host_view = q.c->layer(0);
     arrange(before[i], r, host_view.capacity(), heads, dim);
     copy_tokens(host_view, before[i].view, std::vector<index_t>(static_cast<std::size_t>(heads), host_view.length));
@@ -103,6 +105,14 @@ void each_scorer(std::uint64_t seed, int cases, const case_limits& limits = {}) 
 
 using blend_norms = scorers::blend<scorers::key_norm, scorers::value_norm>;
 
+/// The merge without its promise of locality: the device then walks each segment's dropped
+/// tokens in slot order on one warp (reduce_kernel.cuh), the path of any merging reducer that
+/// is not local.
+struct walked_merge : reducers::merge {
+  static constexpr bool local = false;
+};
+static_assert(reducer<walked_merge> && !dev::is_local_reducer<walked_merge>);
+
 }  // namespace
 
 // 10 scorers × 60 batches × 2 layouts + 4 scorers × 60 batches × 3 layouts = 1920 batches
@@ -147,8 +157,12 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: head dims 80 to 256, segme
 
 TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()), Layout, layouts::nhd, layouts::hnd,
                    layouts::paged_nhd, layouts::paged_hnd, layouts::varlen) {
-  // The warp-run merge (reducers::merge with device::warp_group) against the host's single
-  // thread: K, V and sizes bit for bit, half and float, over several compress rounds.
+  // The device's merge (reducers::merge in rounds, a warp per turn: reduce_rounds.cuh) against
+  // the host's slot-order walk on one thread: K, V and sizes bit for bit, half and float, over
+  // several compress rounds. Drops spread over the segment (key norm, KeyDiff: many turns a
+  // round), drops next to structure neighbours (spatial), and recency's run of drops between
+  // the same two kept slots (each turn waits for the one before: the rounds hand over to the
+  // slot-order walk at once).
   rng r(15);
   cudaStream_t stream;
   KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -156,9 +170,17 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
     device_matches_host<__half, Layout, scorers::key_norm, reducers::merge>(r, stream, {});
     device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(r, stream, {});
     device_matches_host<float, Layout, scorers::key_diff, reducers::merge>(r, stream, {});
+    device_matches_host<__half, Layout, scorers::recency, reducers::merge>(r, stream, {});
+    device_matches_host<__half, Layout, scorers::spatial_redundancy, walked_merge>(r, stream, {});
   }
   device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(
       r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  // Chunks of 2,000 to 2,500 tokens over budgets of 6,000 to 6,500: mostly kept slots between
+  // the drops, so a round readies more turns than it holds (rounds_ready_capacity, 1,024),
+  // and the rest wait for the next.
+  device_matches_host<__half, Layout, scorers::key_norm, reducers::merge>(
+      r, stream, {.max_heads = 2, .max_requests = 1, .max_budget = 6500, .max_chunk = 2500, .dims = {8, 16},
+                  .min_budget = 6000, .min_chunk = 2000});
   // Rows a warp stages in its shared memory (9 float rows of 256) and rows it cannot (512:
   // 18 KiB a warp would pass the block's 48 KiB, so the keys are read where they are).
   for (int c = 0; c < scaled(4); ++c)

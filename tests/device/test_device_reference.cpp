@@ -420,6 +420,7 @@ TEST_CASE("the workspace bound covers every call within the limits") {
     const dev::workspace_limits limits{.max_views = r.between(1, 5), .num_kv_heads = r.between(1, 4),
                                        .head_dim = r.between(1, 64), .max_capacity = r.between(1, 300)};
     const std::size_t bound = dev::workspace_bound<float, layouts::nhd, scorers::key_diff>(limits);
+    const std::size_t merge_bound = dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(limits);
     dev::plan_totals p;
     p.num_views = r.between(0, limits.max_views);
     p.num_kv_heads = limits.num_kv_heads;
@@ -435,6 +436,7 @@ TEST_CASE("the workspace bound covers every call within the limits") {
     p.head_lengths = r.chance(0.5);
     p.head_budgets = r.chance(0.5);
     CHECK(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff>) <= bound);
+    CHECK(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff, reducers::merge>) <= merge_bound);
   }
 }
 

@@ -47,7 +47,7 @@ export PATH="$(dirname "$cuobjdump"):$PATH"
 # taken, which instantiates it whatever its parameters are)
 kernels=(
   "compact|vector|8|compact_kernel<16, __half, L>"
-  "merge|vector|8|reduce_kernel<__half, L, kvcap::scorers::key_norm, S, kvcap::reducers::merge>"
+  "merge|vector|8|reduce_rounds_kernel<__half, L, kvcap::scorers::key_norm, S, kvcap::reducers::merge>"
   "mean|element|32|mean_kernel<__half, L, kvcap::scorers::key_diff, S, kvcap::reducers::evict>"
   "window_stats|element|32|window_stats_kernel<__half, L>"
   "window_mass|element|32|window_mass_kernel<__half, L>"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # tools/device/simt_mutations.sh — does the CPU SIMT emulator (tests/device/simt) catch broken
 # kernels? Applies one known bug at a time to a scratch copy of the sources (a missing barrier,
-# a missing warp sync, an off-by-one in the merge's warp path), builds the device parity tests
+# a missing warp sync, an off-by-one in the merge's warp path, a wrong rule or bracket in the
+# merge's rounds), builds the device parity tests
 # for the emulator and runs them on a sample of the randomized cases. Prints one line per
 # mutation: the emulator's verdict, which should be a failure for each but the last (a
 # __syncwarp that the merge's own warp reduction already makes redundant in the emulator's
 # model).
 #
 #   bash tools/device/simt_mutations.sh [SCALE]     # SCALE: KVCAP_DEVICE_TEST_SCALE, 0.05 default
+#   KVCAP_MUTATIONS='merge rounds' bash tools/device/simt_mutations.sh   # only those matching
 #
 # Needs g++, the CUDA Toolkit's headers (CUDA_HOME, /usr/local/cuda by default), Eigen and
 # doctest (Debian's libeigen3-dev and doctest-dev). Takes about 2 minutes a mutation on 2 cores.
@@ -33,13 +35,27 @@ mutations=(
     __syncwarp();|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
     }"
   "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
+  "merge rounds: ready on winning the first claim alone|include/kvcap/device/reduce_rounds.cuh|for (int c = 0; c < count; ++c) won = won &&|for (int c = 0; c < count && c < 1; ++c) won = won &&"
+  "merge rounds: no barrier between the claims and their check|include/kvcap/device/reduce_rounds.cuh|            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
+    }
+    __syncthreads();|            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
+    }"
+  "merge rounds: no barrier after a round's turns|include/kvcap/device/reduce_rounds.cuh|    __syncthreads();  // the folds and flags, before the next round reads them|"
+  "merge rounds: the turns left after the rounds skipped|include/kvcap/device/reduce_rounds.cuh|  if (warp_index != 0) return;|  return;"
+  "merge rounds: open tokens take the word's last kept slot as the next|include/kvcap/device/reduce_rounds.cuh|dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));|dropped[j].after = static_cast<std::int32_t>(base + highest_bit(kept));"
+  "merge rounds: a stretch without kept slots loses the carried kept slot before|include/kvcap/device/reduce_rounds.cuh|before = stretch_last[w] > before ? stretch_last[w] : before;|before = stretch_last[w];"
   "warp stage: no __syncwarp before the stores (redundant here)|include/kvcap/device/warp_group.cuh|    __syncwarp();  // every lane has finished reading the rows staged before|"
 )
+# KVCAP_MUTATIONS=PATTERN runs only the mutations whose name matches it (grep -E).
+selected=()
+for m in "${mutations[@]}"; do
+  if [ -z "${KVCAP_MUTATIONS:-}" ] || printf '%s' "${m%%|*}" | grep -qE "$KVCAP_MUTATIONS"; then selected+=("$m"); fi
+done
 
 echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
 g++ "${flags[@]}" -I"$root/include" -c "$root/tests/device/simt/runtime.cpp" -o "$work/runtime.o"
-for m in "${mutations[@]}"; do
+for m in "${selected[@]}"; do
   IFS='|' read -r -d '' name file old new < <(printf '%s\0' "$m") || true
   copy="$work/src"
   rm -rf "$copy" && mkdir -p "$copy" && cp -r "$root/include" "$root/tests" "$copy/"

@@ -49,6 +49,15 @@ KVCAP_HOST_DEVICE inline int lowest_bit(std::uint32_t word) {
 #endif
 }
 
+/// The position of the highest set bit of a non-zero word.
+KVCAP_HOST_DEVICE inline int highest_bit(std::uint32_t word) {
+#ifdef __CUDA_ARCH__
+  return 31 - __clz(static_cast<int>(word));
+#else
+  return std::bit_width(word) - 1;
+#endif
+}
+
 /// `op` folded over every thread's `v` (a butterfly: every thread gets the result). `op` must
 /// be commutative and associative for the result not to depend on the group's size.
 template <class Group, class V, class Op>

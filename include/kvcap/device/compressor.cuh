@@ -39,6 +39,7 @@
 #include "ordered_sums.cuh"
 #include "plan_kernel.cuh"
 #include "reduce_kernel.cuh"
+#include "reduce_rounds.cuh"
 #include "ragged_plan.cuh"
 #include "score_kernel.cuh"
 #include "select.cuh"
@@ -120,7 +121,7 @@ status enqueue_window_mass(const workspace_layout<T, Layout>& ws, const plan_tot
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
 status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                       const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
-  constexpr scorer_needs needs = needs_of<Scorer>;
+  constexpr policy_needs needs = needs_of<Scorer>;
   if (p.active_segments == 0) return ok_status;
   launch(plan_kernel<T, Layout>, 1, plan_threads, 0, stream, ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
@@ -165,7 +166,15 @@ status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& 
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
 status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                       const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
-  if constexpr (Reducer::merges) {
+  if constexpr (local_reducer<Reducer, segment_reduce_context<T, Layout, Structure>>) {
+    if (p.active_segments == 0) return ok_status;
+    const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim, rounds_warps, rounds_static_smem);
+    launch(reduce_rounds_kernel<T, Layout, Scorer, Structure, Reducer>, static_cast<unsigned int>(p.active_segments),
+           rounds_threads, scratch * rounds_warps, stream, ws, scratch, policies);
+    KVCAP_CUDA_LAUNCHED(stream);
+  } else if constexpr (Reducer::merges) {
+    static_assert(!is_local_reducer<Reducer>, "a reducer that says `local` must offer candidates and reduce_token "
+                                              "(reducers/concept.hpp: local_reducer)");
     if (p.active_segments == 0) return ok_status;
     const auto blocks = static_cast<unsigned int>((p.active_segments + reduce_warps - 1) / reduce_warps);
     const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim);
@@ -202,8 +211,8 @@ template <class T, layout Layout, any_scorer Scorer, structure Structure, reduce
 [[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
                               const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
   plan_totals p;
-  if (const status s = plan(batch, p, needs_of<Scorer>); !s) return s;
-  const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  if (const status s = plan(batch, p, needs_of<Scorer, Reducer>); !s) return s;
+  const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
   if (d_temp_storage == nullptr) {
     temp_storage_bytes = need;
     return ok_status;
@@ -212,7 +221,7 @@ template <class T, layout Layout, any_scorer Scorer, structure Structure, reduce
     return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
                            static_cast<index_t>(temp_storage_bytes));
   workspace_carver w(d_temp_storage);
-  const auto ws = carve<T, Layout>(w, p, needs_of<Scorer>);
+  const auto ws = carve<T, Layout>(w, p, needs_of<Scorer, Reducer>);
   if (status s = detail::enqueue_upload(ws, p, batch, stream); !s) return s;
   if (status s = detail::enqueue_scores(ws, p, policies, stream); !s) return s;
   if (status s = detail::enqueue_select(ws, p, stream); !s) return s;

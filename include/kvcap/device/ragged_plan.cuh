@@ -89,6 +89,13 @@ struct plan_segment {
   index_t length = 0, keep = 0;
 };
 
+/// A dropped token of a segment and its nearest kept slots (-1 and the segment's length:
+/// none), as a local reducer's rounds list them (reduce_rounds.cuh).
+struct dropped_token {
+  std::int32_t slot = 0, before = -1, after = 0;
+  std::int32_t done = 0;  ///< its turn has been taken
+};
+
 /// Extent of segment `segment`: the one function host and device planning share.
 template <class T, layout Layout>
 KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* views, const index_t* budgets,
@@ -153,10 +160,12 @@ struct workspace_layout {
   kv_tensor<const T>* windows = nullptr;     // (views) copy of the batch's windows, window scorers
   float* window_stats = nullptr;             // (active, window rows, 2) softmax max and normaliser, idem
   float* window_mass = nullptr;              // (tokens) attention mass of the window, idem
+  dropped_token* dropped = nullptr;          // (tokens) a segment's dropped tokens in slot order, local reducers
+  std::int32_t* claims = nullptr;            // (tokens) per slot: the first dropped token claiming it, idem
 };
 
 template <class T, layout Layout, class Carver>
-constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, scorer_needs needs) {
+constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, policy_needs needs) {
   workspace_layout<T, Layout> ws;
   ws.report = w.template take<device_report>(1);
   ws.views = w.template take<layer_view<T, Layout>>(p.num_views);
@@ -181,18 +190,23 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, sco
     ws.window_stats = w.template take<float>(2 * p.active_segments * p.window_rows);
     ws.window_mass = w.template take<float>(p.tokens);
   }
+  if (needs.dropped_lists) {
+    ws.dropped = w.template take<dropped_token>(p.tokens);
+    ws.claims = w.template take<std::int32_t>(p.tokens);
+  }
   return ws;
 }
 
 template <class T, layout Layout>
-constexpr std::size_t workspace_bytes(const plan_totals& p, scorer_needs needs) {
+constexpr std::size_t workspace_bytes(const plan_totals& p, policy_needs needs) {
   workspace_carver w;
   carve<T, Layout>(w, p, needs);
   return w.bytes();
 }
 
-/// Workspace bytes that serve every call within `limits` (with or without per-head spans).
-template <class T, layout Layout, any_scorer Scorer>
+/// Workspace bytes that serve every call within `limits` (with or without per-head spans),
+/// for these policies (a local reducer such as merge needs lists of its own).
+template <class T, layout Layout, any_scorer Scorer, reducer Reducer = reducers::evict>
 constexpr std::size_t workspace_bound(const workspace_limits& limits) {
   plan_totals p;
   p.num_views = limits.max_views;
@@ -205,9 +219,9 @@ constexpr std::size_t workspace_bound(const workspace_limits& limits) {
   p.max_length = limits.max_capacity;
   p.window_rows = limits.max_window_rows;
   p.head_lengths = p.head_budgets = true;
-  const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
   p.head_budgets = false;  // then `budgets` is carved instead: take the larger
-  const std::size_t per_view = workspace_bytes<T, Layout>(p, needs_of<Scorer>);
+  const std::size_t per_view = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
   return per_head > per_view ? per_head : per_view;
 }
 
@@ -257,7 +271,7 @@ constexpr status check_windows(const compress_batch<T, Layout>& batch, plan_tota
 /// and computes its totals, for a scorer that `needs` these shared inputs. Nothing is read
 /// from device memory.
 template <class T, layout Layout>
-constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, scorer_needs needs = {}) {
+constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, policy_needs needs = {}) {
   p = {};
   const auto num_views = static_cast<index_t>(batch.views.size());
   p.num_views = num_views;

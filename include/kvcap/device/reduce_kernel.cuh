@@ -5,9 +5,10 @@
 // runs with the whole warp (core/thread_group.hpp); any other runs on the warp's first lane.
 // Reducers that do not merge (evict) are not launched at all.
 //
-// A merge is sequential within a segment (a dropped token's cosines see the folds of the
-// tokens before it, as on the host), so segments run side by side and each warp walks its
-// segment's dropped tokens in slot order. Each warp has shared memory of its own for the rows
+// Here a reducer is sequential within a segment (a merge's dropped token sees the folds of
+// the tokens before it, as on the host), so segments run side by side and each warp walks its
+// segment's dropped tokens in slot order. A local reducer (reducers::merge) runs in rounds
+// instead, a block per segment (reduce_rounds.cuh), with the same result. Each warp has shared memory of its own for the rows
 // its reducer stages (a merge: the dropped token's key and its candidates'), when they fit.
 // When the device found a metadata error (the report is set), no warp writes anything.
 
@@ -35,12 +36,13 @@ inline constexpr int staged_rows_of = [] {
 }();
 
 /// Each warp's staging (16-byte multiples) for rows of `head_dim` elements of T; 0 when the
-/// block's would pass reduce_smem_limit (the warps then read the rows where they are).
+/// block's `warps` stagings and `static_bytes` would pass reduce_smem_limit (the warps then
+/// read the rows where they are).
 template <class T, class Reducer>
-std::size_t reduce_scratch_bytes(index_t head_dim) {
+std::size_t reduce_scratch_bytes(index_t head_dim, int warps = reduce_warps, std::size_t static_bytes = 0) {
   const std::size_t rows = static_cast<std::size_t>(staged_rows_of<Reducer>) * static_cast<std::size_t>(head_dim) * sizeof(T);
   const std::size_t per_warp = (rows + 15) / 16 * 16;
-  return per_warp * reduce_warps <= reduce_smem_limit ? per_warp : 0;
+  return per_warp * static_cast<std::size_t>(warps) + static_bytes <= reduce_smem_limit ? per_warp : 0;
 }
 
 /// Dynamic shared memory: reduce_warps × `scratch_bytes`, a warp's own at its index.

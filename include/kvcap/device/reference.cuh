@@ -151,7 +151,7 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
                 const compress_policies<Scorer, Structure, Reducer>& policies) {
-  constexpr scorer_needs needs = needs_of<Scorer>;
+  constexpr policy_needs needs = needs_of<Scorer, Reducer>;
   constexpr index_t num_components = needs.num_components;
   plan_totals p;
   if (const status s = plan(batch, p, needs); !s) return s;

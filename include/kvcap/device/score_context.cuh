@@ -18,6 +18,8 @@
 #include "../core/ranking.hpp"
 #include "../core/segment_access.hpp"
 #include "../core/segment_sums.hpp"
+#include "../reducers/concept.hpp"
+#include "../reducers/evict.hpp"
 #include "../scorers/concept.hpp"
 #include "rank_bits.cuh"
 
@@ -38,16 +40,24 @@ struct segment_score_context : segment_access<T, Layout, Structure> {
   KVCAP_HOST_DEVICE float window_mass(index_t tok) const { return window_mass_[tok]; }
 };
 
-/// What a scorer needs beyond the cache, as the workspace carve sees it.
-struct scorer_needs {
+/// What a call's policies need beyond the cache, as the workspace carve sees it.
+struct policy_needs {
   bool mean_unit_key = false;
   index_t num_components = 0;  ///< composite scorers: components held per token
   bool window_mass = false;    ///< window scorers: the observation window's attention mass
+  bool dropped_lists = false;  ///< local reducers (merge): each segment's dropped tokens, claims on kept slots
 };
 
-template <any_scorer Scorer>
-inline constexpr scorer_needs needs_of = {Scorer::inputs.mean_unit_key, num_components_v<Scorer>,
-                                          Scorer::inputs.window_mass};
+/// A reducer that promises locality (reducers/concept.hpp: `local`).
+template <class Reducer>
+inline constexpr bool is_local_reducer = [] {
+  if constexpr (requires { Reducer::local; }) return static_cast<bool>(Reducer::local);
+  else return false;
+}();
+
+template <any_scorer Scorer, reducer Reducer = reducers::evict>
+inline constexpr policy_needs needs_of = {Scorer::inputs.mean_unit_key, num_components_v<Scorer>,
+                                          Scorer::inputs.window_mass, is_local_reducer<Reducer>};
 
 /// |k| of slot `tok`, as the host executor computes it for the mean unit key.
 template <class Context>

@@ -37,4 +37,19 @@ concept reducer = std::is_trivially_copyable_v<R> &&
       r.reduce(ctx);
     };
 
+/// A reducer may promise more: that a dropped token's turn touches only a few kept slots,
+/// named beforehand (`static constexpr bool local = true`, and):
+///   struct bracket { index_t before, after; };   the nearest kept slots (-1, num_tokens(): none)
+///   static int candidates(ctx, tok, bracket, index_t (&out)[max_candidates]);
+///       every kept slot the turn of dropped token `tok` reads or writes (repeats allowed)
+///   void reduce_token(ctx, tok, bracket) const;  that turn
+/// and `reduce` is the turns in ascending slot order. Turns whose candidates are disjoint then
+/// commute, so an executor may take them side by side and still equal `reduce` bit for bit.
+template <class R, class Context>
+concept local_reducer = reducer<R> && requires { requires R::local; } &&
+    requires(const R r, Context& ctx, index_t tok, typename R::bracket near, index_t (&out)[R::max_candidates]) {
+      { R::candidates(ctx, tok, near, out) } -> std::convertible_to<int>;
+      r.reduce_token(ctx, tok, near);
+    };
+
 }  // namespace kvcap

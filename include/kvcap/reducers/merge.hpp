@@ -8,7 +8,9 @@
 // overflowed, which count as −inf: the smaller slot), as a size-weighted average:
 //     k ← (s_t·k_t + s_d·k_d) / (s_t + s_d),  the same for v,  s_t ← s_t + s_d.
 // Dropped tokens are folded in ascending slot order (a later token's cosines see the keys
-// earlier folds wrote), so the result is deterministic.
+// earlier folds wrote), so the result is deterministic. A token's turn touches only its
+// candidates, so turns whose candidates differ commute: the device takes them side by side,
+// in rounds that keep the slot order wherever candidates are shared (device/reduce_rounds.cuh).
 //
 // `meta.size` then counts the prompt tokens a slot stands for: an engine may add log(size)
 // to that slot's attention logit so that a merged token keeps the attention mass of the
@@ -62,7 +64,7 @@ struct merge {
           continue;
         }
         if (after <= tok) after = next_kept(ctx, tok, group);
-        fold(ctx, tok, best_target(ctx, tok, {before, after}, group), group);
+        reduce_token(ctx, tok, {before, after}, group);
       }
     }
   }
@@ -71,6 +73,16 @@ struct merge {
   struct bracket {
     index_t before, after;
   };
+
+  /// A local reducer (reducers/concept.hpp): the turn of dropped token `tok` reads its own
+  /// rows and its candidates' (keys, and the sizes and values of the one it folds into) and
+  /// writes only that one, so tokens whose candidates differ may take their turns side by side.
+  static constexpr bool local = true;
+  /// The turn of dropped token `tok`, whose bracket is `near`: fold it into its best candidate.
+  template <class Context, class Group = single_thread>
+  KVCAP_HOST_DEVICE void reduce_token(Context& ctx, index_t tok, bracket near, const Group& group = {}) const {
+    fold(ctx, tok, best_target(ctx, tok, near, group), group);
+  }
   /// Bit j: slot base + j is kept, for j < group.size().
   template <class Context, class Group>
   KVCAP_HOST_DEVICE static std::uint32_t kept_bits(const Context& ctx, index_t base, const Group& group) {
