@@ -175,6 +175,11 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
   }
   device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge>(
       r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  // Runs of hundreds of drops over small budgets: whole stretches of the list's warps without a
+  // kept slot, across which the nearest kept slot before is carried.
+  for (int c = 0; c < scaled(4); ++c)
+    device_matches_host<__half, Layout, scorers::recency, reducers::merge>(
+        r, stream, {.max_heads = 2, .max_requests = 3, .max_budget = 40, .max_chunk = 300, .dims = {8, 32}});
   // Chunks of 2,000 to 2,500 tokens over budgets of 6,000 to 6,500: mostly kept slots between
   // the drops, so a round readies more turns than it holds (rounds_ready_capacity, 1,024),
   // and the rest wait for the next.

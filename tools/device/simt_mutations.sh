@@ -40,7 +40,7 @@ mutations=(
     }
     __syncthreads();|            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
     }"
-  "merge rounds: no barrier after a round's turns|include/kvcap/device/reduce_rounds.cuh|    __syncthreads();  // the folds and flags, before the next round reads them|"
+  "merge rounds: no barrier after a round's turns (redundant for the result)|include/kvcap/device/reduce_rounds.cuh|    __syncthreads();  // the folds and flags, before the next round reads them|"
   "merge rounds: the turns left after the rounds skipped|include/kvcap/device/reduce_rounds.cuh|  if (warp_index != 0) return;|  return;"
   "merge rounds: open tokens take the word's last kept slot as the next|include/kvcap/device/reduce_rounds.cuh|dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));|dropped[j].after = static_cast<std::int32_t>(base + highest_bit(kept));"
   "merge rounds: a stretch without kept slots loses the carried kept slot before|include/kvcap/device/reduce_rounds.cuh|before = stretch_last[w] > before ? stretch_last[w] : before;|before = stretch_last[w];"
