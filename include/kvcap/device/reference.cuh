@@ -2,10 +2,10 @@
 // kvcap/device/reference.cuh — the device algorithm, stage for stage, on the CPU.
 //
 // Same plan, same workspace carve, same score contexts and rank keys, the same metadata
-// checks, the same radix-select steps, the same reducer call (one thread: a merge's thread
-// group is single_thread here) and the same tiled compaction (each tile stages its moving
-// rows, then writes them), run sequentially over host memory. It exists so that the
-// algorithm itself (not its CUDA realisation) is tested on any machine against the host
+// checks, the same radix-select steps, the same reducer (its slot-order walk on one thread:
+// the device's rounds for a local reducer end the same, reduce_rounds.cuh) and the same tiled
+// compaction (each tile stages its moving rows, then writes them), run sequentially over host
+// memory. It exists so that the algorithm itself (not its CUDA realisation) is tested on any machine against the host
 // executor, and so that device results can be checked against it. Plain C++: any C++20
 // compiler, no CUDA. (It stages rows in a std::vector: it is a test oracle, not a per-chunk
 // path.)

@@ -185,6 +185,6 @@ struct merge {
     group.sync();  // the next token sees this fold
   }
 };
-static_assert(reducer<merge>);
+static_assert(reducer<merge> && local_reducer<merge, archetypes::reduce_context>);
 
 }  // namespace kvcap::reducers
