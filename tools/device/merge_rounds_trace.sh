@@ -52,7 +52,7 @@ g++ "${flags[@]}" "${inc[@]}" -c "$work/src/tests/device/simt/test_parity_on_cpu
 g++ -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
 KVCAP_DEVICE_TEST_SCALE=$scale "$work/t" -tc='device merges what the host merges<*nhd>*' >"$work/out.log" 2>"$work/trace.log"
 
-echo "kvcap device merge rounds on the SIMT emulator: scale $scale, $(g++ --version | head -1), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "kvcap device merge rounds on the SIMT emulator: scale $scale, $(g++ --version | head -1), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
 grep '^\[doctest\] test cases' "$work/out.log" | sed 's/^\[doctest\] //'
 python3 - "$work/trace.log" <<'PY'
 import sys, collections
@@ -65,9 +65,9 @@ for line in open(sys.argv[1]):
     elif f[:2] == ["TRACE", "walk"]:
         segments.append((int(f[2]), rounds, int(f[3])))
         rounds = []
-shared = [s for s in segments if len(s[1]) > 1]  # a round readied at least as many turns as warps
+shared = [s for s in segments if len(s[1]) > 1]  # a round readied at least rounds_min_ready turns
 print(f"segments merged: {len(segments)}; dropped tokens: {sum(s[0] for s in segments)}")
-print(f"segments whose first round readied fewer turns than the block's 8 warps (the walk takes them all): "
+print(f"segments whose first round readied fewer than 4 turns (half the block's warps; the walk takes them all): "
       f"{sum(1 for s in segments if len(s[1]) <= 1)}")
 print(f"segments whose turns were shared out over at least one round: {len(shared)}")
 hist = collections.Counter(len(s[1]) - 1 for s in shared)

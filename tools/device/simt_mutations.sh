@@ -52,7 +52,7 @@ for m in "${mutations[@]}"; do
   if [ -z "${KVCAP_MUTATIONS:-}" ] || printf '%s' "${m%%|*}" | grep -qE "$KVCAP_MUTATIONS"; then selected+=("$m"); fi
 done
 
-echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
 g++ "${flags[@]}" -I"$root/include" -c "$root/tests/device/simt/runtime.cpp" -o "$work/runtime.o"
 for m in "${selected[@]}"; do

@@ -13,8 +13,9 @@
 //   3. the block's warps take the ready tokens' turns side by side, a warp each.
 // So the caches end bit for bit as the slot-order walk leaves them, whatever the order within
 // a round. Each round readies at least the first waiting token. When a round readies fewer
-// tokens than the block has warps (a run of drops between the same two kept slots depends on
-// itself all along, as recency's do), the first warp takes the remaining turns in slot order.
+// than half as many tokens as the block has warps (a run of drops between the same two kept
+// slots depends on itself all along, as recency's do), the first warp takes the remaining
+// turns in slot order.
 // Deferring a ready token to a later round, or to that walk, is also exact: the tokens that
 // share its candidates after it still wait for it.
 //
@@ -42,6 +43,9 @@ inline constexpr int rounds_threads = 256;  // one segment per block
 inline constexpr int rounds_warps = rounds_threads / 32;
 /// Ready turns a round holds; more wait for the next round.
 inline constexpr int rounds_ready_capacity = 1024;
+/// A round that readies fewer turns hands the rest to the slot-order walk: half the warps
+/// idle, and a round's claims cost about a turn (a guess, to be timed on a GPU).
+inline constexpr int rounds_min_ready = rounds_warps / 2;
 /// Static shared memory of the rounds kernel, besides the warps' staging.
 inline constexpr std::size_t rounds_static_smem = (3 * rounds_warps + rounds_ready_capacity + 1) * sizeof(std::int32_t);
 
@@ -155,7 +159,7 @@ __global__ void __launch_bounds__(rounds_threads)
     }
     __syncthreads();
     const int count = ready_count < rounds_ready_capacity ? ready_count : rounds_ready_capacity;
-    if (count < rounds_warps) break;  // block-uniform: too few to share out
+    if (count < rounds_min_ready) break;  // block-uniform: too few to share out
     for (int k = warp_index; k < count; k += rounds_warps) {
       const dropped_token d = dropped[ready[k]];
       policies.reducer.reduce_token(ctx, d.slot, near_slots{d.before, d.after}, warp);
