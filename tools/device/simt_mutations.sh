@@ -36,10 +36,10 @@ mutations=(
     }"
   "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
   "merge rounds: ready on winning the first claim alone|include/kvcap/device/reduce_rounds.cuh|for (int c = 0; c < count; ++c) won = won &&|for (int c = 0; c < count && c < 1; ++c) won = won &&"
-  "merge rounds: no barrier between the claims and their check|include/kvcap/device/reduce_rounds.cuh|            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
-    }
-    __syncthreads();|            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
-    }"
+  "merge rounds: no barrier between the claims and their check|include/kvcap/device/reduce_rounds.cuh|.fetch_min(i, cuda::memory_order_relaxed);
+    });
+    __syncthreads();|.fetch_min(i, cuda::memory_order_relaxed);
+    });"
   "merge rounds: no barrier after a round's turns (redundant for the result)|include/kvcap/device/reduce_rounds.cuh|    __syncthreads();  // the folds and flags, before the next round reads them|"
   "merge rounds: the turns left after the rounds skipped|include/kvcap/device/reduce_rounds.cuh|  if (warp_index != 0) return;|  return;"
   "merge rounds: open tokens take the word's last kept slot as the next|include/kvcap/device/reduce_rounds.cuh|dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));|dropped[j].after = static_cast<std::int32_t>(base + highest_bit(kept));"

@@ -125,38 +125,35 @@ __global__ void __launch_bounds__(rounds_threads)
   for (index_t j = open + lane; j < listed; j += 32) dropped[j].after = static_cast<std::int32_t>(after_stretch);
   __syncthreads();
 
-  // The rounds.
+  // The rounds. for_each_waiting(f) calls f(place, candidates, count) for every waiting token
+  // of the list, a thread each.
   using near_slots = typename Reducer::bracket;
-  for (;;) {
+  const auto for_each_waiting = [&](auto&& f) {
     for (index_t i = threadIdx.x; i < total; i += rounds_threads) {
       const dropped_token d = dropped[i];
       if (d.done != 0) continue;
       index_t cand[Reducer::max_candidates];
       const int count = Reducer::candidates(ctx, d.slot, near_slots{d.before, d.after}, cand);
-      for (int c = 0; c < count; ++c) claims[cand[c]] = none;
+      f(static_cast<std::int32_t>(i), cand, count);
     }
+  };
+  for (;;) {
+    for_each_waiting([&](std::int32_t, const index_t* cand, int count) {
+      for (int c = 0; c < count; ++c) claims[cand[c]] = none;
+    });
     if (threadIdx.x == 0) ready_count = 0;
     __syncthreads();
-    for (index_t i = threadIdx.x; i < total; i += rounds_threads) {
-      const dropped_token d = dropped[i];
-      if (d.done != 0) continue;
-      index_t cand[Reducer::max_candidates];
-      const int count = Reducer::candidates(ctx, d.slot, near_slots{d.before, d.after}, cand);
+    for_each_waiting([&](std::int32_t i, const index_t* cand, int count) {
       for (int c = 0; c < count; ++c)
-        cuda::atomic_ref<std::int32_t, cuda::thread_scope_block>(claims[cand[c]])
-            .fetch_min(static_cast<std::int32_t>(i), cuda::memory_order_relaxed);
-    }
+        cuda::atomic_ref<std::int32_t, cuda::thread_scope_block>(claims[cand[c]]).fetch_min(i, cuda::memory_order_relaxed);
+    });
     __syncthreads();
-    for (index_t i = threadIdx.x; i < total; i += rounds_threads) {
-      const dropped_token d = dropped[i];
-      if (d.done != 0) continue;
-      index_t cand[Reducer::max_candidates];
-      const int count = Reducer::candidates(ctx, d.slot, near_slots{d.before, d.after}, cand);
+    for_each_waiting([&](std::int32_t i, const index_t* cand, int count) {
       bool won = true;
-      for (int c = 0; c < count; ++c) won = won && claims[cand[c]] == static_cast<std::int32_t>(i);
+      for (int c = 0; c < count; ++c) won = won && claims[cand[c]] == i;
       if (won)
-        if (const int k = atomicAdd(&ready_count, 1); k < rounds_ready_capacity) ready[k] = static_cast<std::int32_t>(i);
-    }
+        if (const int k = atomicAdd(&ready_count, 1); k < rounds_ready_capacity) ready[k] = i;
+    });
     __syncthreads();
     const int count = ready_count < rounds_ready_capacity ? ready_count : rounds_ready_capacity;
     if (count < rounds_min_ready) break;  // block-uniform: too few to share out
