@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(rounds_threads)
       dropped[listed + std::popcount(drop & below)] = d;
     }
     if (kept != 0) {
-      warp.sync();  // the entries just stored, before other lanes complete them
+      warp.sync();  // the entries listed so far, before other lanes complete them
       for (index_t j = open + lane; j < listed; j += 32) dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));
       const int last_kept = highest_bit(kept);
       open = listed + std::popcount(drop & (last_kept == 31 ? ~0u : (2u << last_kept) - 1u));
