@@ -8,8 +8,9 @@
 // Here a reducer is sequential within a segment (a merge's dropped token sees the folds of
 // the tokens before it, as on the host), so segments run side by side and each warp walks its
 // segment's dropped tokens in slot order. A local reducer (reducers::merge) runs in rounds
-// instead, a block per segment (reduce_rounds.cuh), with the same result. Each warp has shared memory of its own for the rows
-// its reducer stages (a merge: the dropped token's key and its candidates'), when they fit.
+// instead, a block per segment (reduce_rounds.cuh), with the same result. Each warp has shared
+// memory of its own for the rows its reducer stages (a merge: the dropped token's key and its
+// candidates'), when they fit.
 // When the device found a metadata error (the report is set), no warp writes anything.
 
 #include <cuda/atomic>
@@ -45,6 +46,14 @@ std::size_t reduce_scratch_bytes(index_t head_dim, int warps = reduce_warps, std
   return per_warp * static_cast<std::size_t>(warps) + static_bytes <= reduce_smem_limit ? per_warp : 0;
 }
 
+/// The reduce context of active segment `a` (this kernel's and reduce_rounds.cuh's).
+template <class T, class Layout, class Structure>
+__device__ segment_reduce_context<T, Layout, Structure> reduce_context_of(const workspace_layout<T, Layout>& ws, index_t a,
+                                                                          const Structure& structure) {
+  const plan_segment seg = ws.segments[a];
+  return {{ws.views + seg.view, &structure, seg.head, seg.length}, ws.keys + ws.token_indptr[a], ws.selections[a]};
+}
+
 /// Dynamic shared memory: reduce_warps × `scratch_bytes`, a warp's own at its index.
 template <class T, class Layout, class Scorer, class Structure, class Reducer>
 __global__ void __launch_bounds__(reduce_threads)
@@ -55,10 +64,7 @@ __global__ void __launch_bounds__(reduce_threads)
   if (a >= active) return;
   if (cuda::atomic_ref<std::int32_t, cuda::thread_scope_device>(ws.report->code).load(cuda::memory_order_relaxed) != 0)
     return;  // warp-uniform: every lane reads the same report
-  const plan_segment seg = ws.segments[a];
-  segment_reduce_context<T, Layout, Structure> ctx{{ws.views + seg.view, &policies.structure, seg.head, seg.length},
-                                                   ws.keys + ws.token_indptr[a],
-                                                   ws.selections[a]};
+  auto ctx = reduce_context_of(ws, a, policies.structure);
   const warp_group warp{dynamic_shared<unsigned char>() + warp_index * scratch_bytes, scratch_bytes};
   if constexpr (group_reducer<Reducer, decltype(ctx), warp_group>) policies.reducer.reduce(ctx, warp);
   else if (warp.rank() == 0) policies.reducer.reduce(ctx);

@@ -62,10 +62,7 @@ __global__ void __launch_bounds__(rounds_threads)
     return;  // block-uniform: no kernel of this call writes the report after the keys
 
   const index_t a = blockIdx.x;
-  const plan_segment seg = ws.segments[a];
-  segment_reduce_context<T, Layout, Structure> ctx{{ws.views + seg.view, &policies.structure, seg.head, seg.length},
-                                                   ws.keys + ws.token_indptr[a],
-                                                   ws.selections[a]};
+  auto ctx = reduce_context_of(ws, a, policies.structure);
   dropped_token* const dropped = ws.dropped + ws.token_indptr[a];
   std::int32_t* const claims = ws.claims + ws.token_indptr[a];
   const int warp_index = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -73,7 +70,7 @@ __global__ void __launch_bounds__(rounds_threads)
   const std::uint32_t below = (1u << lane) - 1u, at_or_below = below | (1u << lane);
 
   // The list. This warp's stretch of slots: [begin, end).
-  const index_t n = seg.length, words = (n + 31) / 32, per_warp = (words + rounds_warps - 1) / rounds_warps;
+  const index_t n = ctx.num_tokens(), words = (n + 31) / 32, per_warp = (words + rounds_warps - 1) / rounds_warps;
   const index_t begin = warp_index * per_warp * 32 < n ? warp_index * per_warp * 32 : n;
   const index_t end = begin + per_warp * 32 < n ? begin + per_warp * 32 : n;
   {
