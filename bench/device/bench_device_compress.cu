@@ -15,6 +15,9 @@
 //                             and key norm with the merge reducer (each stage timed apart);
 //                             then, on 28×28-token frames, the structure-aware ones: temporal
 //                             and spatial redundancy, blend<KeyDiff, temporal>, KeyDiff + merge.
+//   merge_rounds_vs_walk      the merge in rounds (a block per segment) against its slot-order
+//                             walk (a warp per segment), and the rounds' walk threshold swept,
+//                             on one selection; every variant must leave the same caches.
 //
 // Shape (the paper's Qwen2.5-VL-7B-like setting): batch 8 requests, 8 kv heads × 128 dims,
 // 32 query heads (GQA 4), half precision, budget 4096, chunk 784 (a 28×28 tile), so every
@@ -34,6 +37,8 @@
 #include <cstdio>
 #include <kvcap/device.cuh>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -507,6 +512,107 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   state.counters["compress_over_400TFLOPs_attention"] = total_ms / fast_attention_ms;
 }
 
+/// The merge without its promise of locality: the device walks each segment's dropped tokens
+/// in slot order on one warp (reduce_kernel.cuh), the merge's path before the rounds.
+struct walked_merge : reducers::merge {
+  static constexpr bool local = false;
+};
+
+/// The merge's rounds (reduce_rounds.cuh) against that walk, on the same selection in the same
+/// run, and the rounds' walk threshold swept (the fewest ready turns a round shares out before
+/// the first warp walks the rest; the library's is rounds_min_ready). Each variant runs once
+/// from the pristine caches first, and all must leave the same K, V and metadata, bit for bit.
+template <class Scorer, class Structure = structures::sequence>
+void merge_rounds_vs_walk(benchmark::State& state, Scorer scorer, Structure structure = {}) {
+  using Layout = layouts::nhd;
+  fixture<Layout>& f = the_fixture<Layout>();
+  const auto b = f.batch_view();
+  prepared<Scorer, Layout, reducers::merge> rounds(b);
+  prepared<Scorer, Layout, walked_merge> walk(b);
+  const dev::compress_policies<Scorer, Structure, reducers::merge> rounds_policies{scorer, structure};
+  const dev::compress_policies<Scorer, Structure, walked_merge> walk_policies{scorer, structure};
+  cudaStream_t stream = 0;
+  f.restore(stream);
+  if (!dev::detail::enqueue_upload(rounds.ws, rounds.p, b, stream) ||
+      !dev::detail::enqueue_scores(rounds.ws, rounds.p, rounds_policies, stream) ||
+      !dev::detail::enqueue_select(rounds.ws, rounds.p, stream) || !dev::detail::enqueue_upload(walk.ws, walk.p, b, stream) ||
+      !dev::detail::enqueue_scores(walk.ws, walk.p, walk_policies, stream) ||
+      !dev::detail::enqueue_select(walk.ws, walk.p, stream))
+    std::abort();
+
+  // The variants: the walk, then the rounds at each threshold (1 << 30: the walk right after
+  // the list). The library's threshold is rounds_min_ready, 4.
+  const char* const names[] = {"walk",        "rounds_min1",  "rounds_min2", "rounds_min4",
+                               "rounds_min8", "rounds_min32", "rounds_never"};
+  constexpr int count = static_cast<int>(sizeof names / sizeof names[0]), library = 3;
+  static_assert(dev::detail::rounds_min_ready == 4, "variant 3 is timed as the library's");
+  const auto run = [&](int v) {
+    const auto& ws = rounds.ws;
+    const auto& p = rounds.p;
+    dev::status s;
+    switch (v) {
+      case 0: s = dev::detail::enqueue_reduce(walk.ws, walk.p, walk_policies, stream); break;
+      case 1: s = dev::detail::enqueue_reduce<1>(ws, p, rounds_policies, stream); break;
+      case 2: s = dev::detail::enqueue_reduce<2>(ws, p, rounds_policies, stream); break;
+      case 3: s = dev::detail::enqueue_reduce<4>(ws, p, rounds_policies, stream); break;
+      case 4: s = dev::detail::enqueue_reduce<8>(ws, p, rounds_policies, stream); break;
+      case 5: s = dev::detail::enqueue_reduce<32>(ws, p, rounds_policies, stream); break;
+      default: s = dev::detail::enqueue_reduce<(1 << 30)>(ws, p, rounds_policies, stream); break;
+    }
+    if (!s) std::abort();
+  };
+
+  // The same caches after every variant.
+  std::vector<std::vector<unsigned char>> first;
+  for (int v = 0; v < count; ++v) {
+    f.restore(stream);
+    run(v);
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    BENCH_CUDA(cudaGetLastError());
+    for (index_t r = 0; r < batch; ++r) {
+      const std::pair<const void*, std::size_t> parts[] = {{f.k[r], f.elems * sizeof(T)},
+                                                           {f.v[r], f.elems * sizeof(T)},
+                                                           {f.meta[r], f.metas * sizeof(token_meta)}};
+      for (std::size_t i = 0; i < 3; ++i) {
+        std::vector<unsigned char> bytes(parts[i].second);
+        BENCH_CUDA(cudaMemcpy(bytes.data(), parts[i].first, bytes.size(), cudaMemcpyDeviceToHost));
+        if (v == 0) first.push_back(std::move(bytes));
+        else if (bytes != first[static_cast<std::size_t>(r * 3) + i]) {
+          std::fprintf(stderr, "merge_rounds_vs_walk: %s leaves other caches than %s (request %d)\n", names[v],
+                       names[0], static_cast<int>(r));
+          std::abort();
+        }
+      }
+    }
+  }
+  if (!dev::read_status(rounds.temp) || !dev::read_status(walk.temp)) std::abort();
+
+  events ev;
+  double ms[count] = {};
+  for (auto _ : state) {
+    for (int v = 0; v < count; ++v) {
+      f.restore(stream);
+      BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+      run(v);
+      BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+      BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+      const float t = ev.ms(0, 1);
+      ms[v] += t;
+      if (v == library) state.SetIterationTime(t / 1e3);
+    }
+  }
+  const double n = static_cast<double>(state.iterations());
+  int best = 1;
+  for (int v = 0; v < count; ++v) {
+    ms[v] /= n;
+    state.counters[std::string(names[v]) + "_us"] = ms[v] * 1e3;
+    if (v > 0 && ms[v] < ms[best]) best = v;
+  }
+  state.counters["walk_over_rounds"] = ms[0] / ms[library];  // the rounds' speed-up over the walk
+  state.counters["best_rounds_over_library"] = ms[library] / ms[best];
+  state.SetLabel(std::string("fastest: ") + names[best]);
+}
+
 }  // namespace
 
 // Argument: compaction tile slots, 0 = the planned size (64 here); the others are an experiment
@@ -542,6 +648,15 @@ BENCHMARK_CAPTURE(compress_vs_attention, frames_blend_key_diff_temporal,
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, frames_key_diff_merge, scorers::key_diff{}, reducers::merge{}, frames)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+// Last, so that anything it finds cannot cost the cases above their figures.
+BENCHMARK_CAPTURE(merge_rounds_vs_walk, key_norm, scorers::key_norm{})
+    ->Iterations(10)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(merge_rounds_vs_walk, frames_key_diff, scorers::key_diff{}, frames)
+    ->Iterations(10)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

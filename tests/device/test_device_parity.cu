@@ -21,7 +21,9 @@ struct case_limits {
   index_t min_budget = 1, min_chunk = 0;  ///< the last chunk holds at least min_chunk tokens
 };
 
-template <class T, class Layout, class Scorer, class Reducer = reducers::evict>
+/// `MinReady`: the merge rounds' walk threshold (reduce_rounds.cuh); other values than the
+/// library's go through detail::compress_with and must leave the same caches.
+template <class T, class Layout, class Scorer, class Reducer = reducers::evict, int MinReady = dev::detail::rounds_min_ready>
 void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits) {
   using Structure = structure_for<Scorer>;
   constexpr bool windowed = Scorer::inputs.window_mass;
@@ -62,10 +64,14 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
   dev::compress_batch<T, Layout> batch{views, budgets};
   batch.lengths_out = lengths_out;
   if (windowed) batch.windows = windows, batch.window_is_chunk_tail = causal;
+  const auto compress = [&](void* temp, std::size_t& bytes) {
+    if constexpr (MinReady == dev::detail::rounds_min_ready) return dev::compress(temp, bytes, batch, policies, stream);
+    else return dev::detail::compress_with<MinReady>(temp, bytes, batch, policies, stream);
+  };
   std::size_t bytes = 0;
-  REQUIRE(dev::compress(nullptr, bytes, batch, policies, stream).ok());
+  REQUIRE(compress(nullptr, bytes).ok());
   device_buffer temp(mr, bytes);
-  const dev::status s = dev::compress(temp.data, bytes, batch, policies, stream);
+  const dev::status s = compress(temp.data, bytes);
   INFO("status ", std::string(dev::to_string(s.code)), " ", std::string(s.argument ? s.argument : ""), " at ", s.at);
   REQUIRE(s.ok());
   REQUIRE(dev::read_status(temp.data, stream).ok());
@@ -191,6 +197,17 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
   for (int c = 0; c < scaled(4); ++c)
     device_matches_host<float, Layout, scorers::spatial_redundancy, reducers::merge>(
         r, stream, {.max_heads = 4, .max_requests = 3, .max_budget = 300, .max_chunk = 100, .dims = {80, 256, 512}});
+  // Other walk thresholds leave the same caches: rounds until none is left (1), and the walk
+  // right after the list (never a round shared out).
+  constexpr int rounds_to_the_end = 1, walk_at_once = 1 << 30;
+  for (int c = 0; c < scaled(8); ++c) {
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::merge, rounds_to_the_end>(r, stream, {});
+    device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge, rounds_to_the_end>(r, stream, {});
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::merge, walk_at_once>(r, stream, {});
+  }
+  device_matches_host<__half, Layout, scorers::key_norm, reducers::merge, rounds_to_the_end>(
+      r, stream, {.max_heads = 2, .max_requests = 1, .max_budget = 1500, .max_chunk = 600, .dims = {8},
+                  .min_budget = 1000, .min_chunk = 400});
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
 

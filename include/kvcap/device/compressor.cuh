@@ -162,16 +162,28 @@ status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& 
   return ok_status;
 }
 
+/// A local reducer's turns in rounds (reduce_rounds.cuh), a block per active segment.
+/// `MinReady`: the fewest ready turns a round shares out before the walk takes the rest.
+template <int MinReady = rounds_min_ready, class T, class Layout, class Scorer, class Structure, class Reducer>
+status enqueue_reduce_rounds(const workspace_layout<T, Layout>& ws, const plan_totals& p,
+                             const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
+  static_assert(MinReady >= 1, "every round readies at least one turn: a threshold below 1 would never end");
+  if (p.active_segments == 0) return ok_status;
+  const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim, rounds_warps, rounds_static_smem);
+  launch(reduce_rounds_kernel<T, Layout, Scorer, Structure, Reducer, MinReady>,
+         static_cast<unsigned int>(p.active_segments), rounds_threads, scratch * rounds_warps, stream, ws, scratch,
+         policies);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
 /// The reducer's turn (a merge folds dropped tokens into kept ones); nothing for evict.
-template <class T, class Layout, class Scorer, class Structure, class Reducer>
+/// `MinReady`: a local reducer's walk threshold (enqueue_reduce_rounds).
+template <int MinReady = rounds_min_ready, class T, class Layout, class Scorer, class Structure, class Reducer>
 status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                       const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   if constexpr (local_reducer<Reducer, segment_reduce_context<T, Layout, Structure>>) {
-    if (p.active_segments == 0) return ok_status;
-    const std::size_t scratch = reduce_scratch_bytes<T, Reducer>(p.head_dim, rounds_warps, rounds_static_smem);
-    launch(reduce_rounds_kernel<T, Layout, Scorer, Structure, Reducer>, static_cast<unsigned int>(p.active_segments),
-           rounds_threads, scratch * rounds_warps, stream, ws, scratch, policies);
-    KVCAP_CUDA_LAUNCHED(stream);
+    return enqueue_reduce_rounds<MinReady>(ws, p, policies, stream);
   } else if constexpr (Reducer::merges) {
     static_assert(!is_local_reducer<Reducer>, "a reducer that says `local` must offer candidates and reduce_token "
                                               "(reducers/concept.hpp: local_reducer)");
@@ -205,11 +217,13 @@ status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals&
 
 }  // namespace detail
 
-/// Compresses every segment of `batch` to its budget (see the file comment). With
-/// d_temp_storage == nullptr only writes the workspace bytes this batch needs.
-template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
-[[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
-                              const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
+namespace detail {
+
+/// compress (below), with the merge rounds' walk threshold as a parameter: tests and
+/// benchmarks run other thresholds through it, which leave the same caches.
+template <int MinReady, class T, class Layout, class Scorer, class Structure, class Reducer>
+status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
+                     const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   plan_totals p;
   if (const status s = plan(batch, p, needs_of<Scorer, Reducer>); !s) return s;
   const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
@@ -222,13 +236,23 @@ template <class T, layout Layout, any_scorer Scorer, structure Structure, reduce
                            static_cast<index_t>(temp_storage_bytes));
   workspace_carver w(d_temp_storage);
   const auto ws = carve<T, Layout>(w, p, needs_of<Scorer, Reducer>);
-  if (status s = detail::enqueue_upload(ws, p, batch, stream); !s) return s;
-  if (status s = detail::enqueue_scores(ws, p, policies, stream); !s) return s;
-  if (status s = detail::enqueue_select(ws, p, stream); !s) return s;
-  if (status s = detail::enqueue_reduce(ws, p, policies, stream); !s) return s;
-  if (status s = detail::enqueue_compact(ws, p, batch, stream); !s) return s;
+  if (status s = enqueue_upload(ws, p, batch, stream); !s) return s;
+  if (status s = enqueue_scores(ws, p, policies, stream); !s) return s;
+  if (status s = enqueue_select(ws, p, stream); !s) return s;
+  if (status s = enqueue_reduce<MinReady>(ws, p, policies, stream); !s) return s;
+  if (status s = enqueue_compact(ws, p, batch, stream); !s) return s;
   write_lengths(batch, p);
   return ok_status;
+}
+
+}  // namespace detail
+
+/// Compresses every segment of `batch` to its budget (see the file comment). With
+/// d_temp_storage == nullptr only writes the workspace bytes this batch needs.
+template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
+[[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
+                              const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
+  return detail::compress_with<detail::rounds_min_ready>(d_temp_storage, temp_storage_bytes, batch, policies, stream);
 }
 
 /// The same with default policies (a scorer without parameters, plain text structure).

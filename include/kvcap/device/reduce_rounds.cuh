@@ -49,8 +49,10 @@ inline constexpr int rounds_min_ready = rounds_warps / 2;
 /// Static shared memory of the rounds kernel, besides the warps' staging.
 inline constexpr std::size_t rounds_static_smem = (3 * rounds_warps + rounds_ready_capacity + 1) * sizeof(std::int32_t);
 
-/// Dynamic shared memory: rounds_warps × `scratch_bytes`, a warp's own at its index.
-template <class T, class Layout, class Scorer, class Structure, class Reducer>
+/// Dynamic shared memory: rounds_warps × `scratch_bytes`, a warp's own at its index. A round
+/// that readies fewer than `MinReady` turns hands the rest to the walk (any value ≥ 1 leaves
+/// the result the same; benchmarks time others against rounds_min_ready).
+template <class T, class Layout, class Scorer, class Structure, class Reducer, int MinReady = rounds_min_ready>
 __global__ void __launch_bounds__(rounds_threads)
     reduce_rounds_kernel(workspace_layout<T, Layout> ws, std::size_t scratch_bytes,
                          compress_policies<Scorer, Structure, Reducer> policies) {
@@ -153,7 +155,7 @@ __global__ void __launch_bounds__(rounds_threads)
     });
     __syncthreads();
     const int count = ready_count < rounds_ready_capacity ? ready_count : rounds_ready_capacity;
-    if (count < rounds_min_ready) break;  // block-uniform: too few to share out
+    if (count < MinReady) break;  // block-uniform: too few to share out
     for (int k = warp_index; k < count; k += rounds_warps) {
       const dropped_token d = dropped[ready[k]];
       policies.reducer.reduce_token(ctx, d.slot, near_slots{d.before, d.after}, warp);
