@@ -21,9 +21,9 @@ struct case_limits {
   index_t min_budget = 1, min_chunk = 0;  ///< the last chunk holds at least min_chunk tokens
 };
 
-/// `MinReady`: the merge rounds' walk threshold (reduce_rounds.cuh); other values than the
-/// library's go through detail::compress_with and must leave the same caches.
-template <class T, class Layout, class Scorer, class Reducer = reducers::evict, int MinReady = dev::detail::rounds_min_ready>
+/// `Tune`: the launch choices (dev::detail::tuning); other values than the library's go
+/// through detail::compress_with and must leave the same caches.
+template <class T, class Layout, class Scorer, class Reducer = reducers::evict, dev::detail::tuning Tune = {}>
 void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits) {
   using Structure = structure_for<Scorer>;
   constexpr bool windowed = Scorer::inputs.window_mass;
@@ -65,8 +65,8 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
   batch.lengths_out = lengths_out;
   if (windowed) batch.windows = windows, batch.window_is_chunk_tail = causal;
   const auto compress = [&](void* temp, std::size_t& bytes) {
-    if constexpr (MinReady == dev::detail::rounds_min_ready) return dev::compress(temp, bytes, batch, policies, stream);
-    else return dev::detail::compress_with<MinReady>(temp, bytes, batch, policies, stream);
+    if constexpr (Tune == dev::detail::tuning{}) return dev::compress(temp, bytes, batch, policies, stream);
+    else return dev::detail::compress_with<Tune>(temp, bytes, batch, policies, stream);
   };
   std::size_t bytes = 0;
   REQUIRE(compress(nullptr, bytes).ok());
@@ -149,6 +149,28 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles"
       14, 8, {.max_heads = 8, .max_requests = 4, .max_budget = 3000, .max_chunk = 800, .dims = {64, 128}});
 }
 
+TEST_CASE_TEMPLATE("device keeps what the host keeps: other copy batches of the compaction" * doctest::skip(no_gpu()),
+                   Layout, layouts::nhd, layouts::paged_hnd) {
+  // The compaction's copy batch (the vectors of K and of V a thread loads before it stores
+  // any) changes when loads are issued, not what is written: 1, 2 and 8 (the library's is 4),
+  // over dozens of tiles a segment whose destinations overlap earlier tiles, and head dims
+  // whose rows take every vector width (16 bytes down to 2).
+  rng r(18);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const case_limits long_segments{.max_heads = 4, .max_requests = 3, .max_budget = 1500, .max_chunk = 500,
+                                  .dims = {1, 3, 4, 8, 64, 128}};
+  for (int c = 0; c < scaled(3); ++c) {
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, dev::detail::tuning{.copy_batch = 1}>(
+        r, stream, long_segments);
+    device_matches_host<__half, Layout, scorers::recency, reducers::evict, dev::detail::tuning{.copy_batch = 2}>(
+        r, stream, long_segments);
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, dev::detail::tuning{.copy_batch = 8}>(
+        r, stream, long_segments);
+  }
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
 TEST_CASE_TEMPLATE("device keeps what the host keeps: head dims 80 to 256, segments of thousands of slots" *
                        doctest::skip(no_gpu()),
                    Layout, layouts::nhd, layouts::paged_hnd) {
@@ -199,7 +221,7 @@ TEST_CASE_TEMPLATE("device merges what the host merges" * doctest::skip(no_gpu()
         r, stream, {.max_heads = 4, .max_requests = 3, .max_budget = 300, .max_chunk = 100, .dims = {80, 256, 512}});
   // Other walk thresholds leave the same caches: rounds until none is left (1), and the walk
   // right after the list (never a round shared out).
-  constexpr int rounds_to_the_end = 1, walk_at_once = 1 << 30;
+  constexpr dev::detail::tuning rounds_to_the_end{.rounds_min_ready = 1}, walk_at_once{.rounds_min_ready = 1 << 30};
   for (int c = 0; c < scaled(8); ++c) {
     device_matches_host<__half, Layout, scorers::key_norm, reducers::merge, rounds_to_the_end>(r, stream, {});
     device_matches_host<__half, Layout, scorers::spatial_redundancy, reducers::merge, rounds_to_the_end>(r, stream, {});

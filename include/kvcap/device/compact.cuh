@@ -65,7 +65,9 @@ struct no_compact_probe {
   __device__ void operator()(index_t /*tile*/, compact_phase) const {}
 };
 
-template <int VecBytes, class T, class Layout, class Probe = no_compact_probe>
+/// `CopyBatch`: vectors of K (and of V) a thread loads before it stores any (copy_batch; other
+/// values move the same rows, and benchmarks time them).
+template <int VecBytes, class T, class Layout, class Probe = no_compact_probe, int CopyBatch = copy_batch>
 __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
     compact_kernel(workspace_layout<T, Layout> ws, index_t total_tiles, index_t tile_tokens, Probe probe = {}) {
   using vec = typename vector_of<VecBytes>::type;
@@ -134,18 +136,18 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
     r += step_r, c += step_c;
     if (c >= row_vecs) c -= row_vecs, ++r;
   };
-  // copy_batch vectors of K and of V a thread at a time, loaded before any is stored (above).
+  // CopyBatch vectors of K and of V a thread at a time, loaded before any is stored (above).
   {
     int r = t / row_vecs, c = t % row_vecs;
-    for (int i = t; i < vecs; i += copy_batch * compact_threads) {
-      vec k[copy_batch], v[copy_batch];
+    for (int i = t; i < vecs; i += CopyBatch * compact_threads) {
+      vec k[CopyBatch], v[CopyBatch];
 #pragma unroll
-      for (int u = 0; u < copy_batch; ++u) {
+      for (int u = 0; u < CopyBatch; ++u) {
         if (i + u * compact_threads < vecs) k[u] = __ldcg(k_row(src_row[r], c)), v[u] = __ldcg(v_row(src_row[r], c));
         next_vector(r, c);
       }
 #pragma unroll
-      for (int u = 0; u < copy_batch; ++u)
+      for (int u = 0; u < CopyBatch; ++u)
         if (i + u * compact_threads < vecs) stage_k[i + u * compact_threads] = k[u], stage_v[i + u * compact_threads] = v[u];
     }
   }
@@ -178,13 +180,13 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
 
   {
     int r = t / row_vecs, c = t % row_vecs;
-    for (int i = t; i < vecs; i += copy_batch * compact_threads) {
-      vec k[copy_batch], v[copy_batch];
+    for (int i = t; i < vecs; i += CopyBatch * compact_threads) {
+      vec k[CopyBatch], v[CopyBatch];
 #pragma unroll
-      for (int u = 0; u < copy_batch; ++u)
+      for (int u = 0; u < CopyBatch; ++u)
         if (i + u * compact_threads < vecs) k[u] = stage_k[i + u * compact_threads], v[u] = stage_v[i + u * compact_threads];
 #pragma unroll
-      for (int u = 0; u < copy_batch; ++u) {
+      for (int u = 0; u < CopyBatch; ++u) {
         if (i + u * compact_threads < vecs) __stcg(k_row(dst_row[r], c), k[u]), __stcg(v_row(dst_row[r], c), v[u]);
         next_vector(r, c);
       }

@@ -67,14 +67,13 @@ int vector_bytes(const compress_batch<T, Layout>& batch, index_t head_dim) {
   return bytes;
 }
 
-template <int VecBytes, class T, class Layout, class Probe>
+template <int VecBytes, int CopyBatch, class T, class Layout, class Probe>
 status launch_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream, Probe probe) {
+  auto* const kernel = &compact_kernel<VecBytes, T, Layout, Probe, CopyBatch>;
   const auto smem = static_cast<std::size_t>(staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))));
   if (smem > static_cast<std::size_t>(staging_bytes_limit))  // a larger tile than plan() picks (benchmarks): opt in
-    KVCAP_CUDA_TRY(cudaFuncSetAttribute(compact_kernel<VecBytes, T, Layout, Probe>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  launch(compact_kernel<VecBytes, T, Layout, Probe>, static_cast<unsigned int>(p.tiles), compact_threads, smem, stream, ws,
-         p.tiles, p.tile_tokens, probe);
+    KVCAP_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  launch(kernel, static_cast<unsigned int>(p.tiles), compact_threads, smem, stream, ws, p.tiles, p.tile_tokens, probe);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }
@@ -201,27 +200,30 @@ status enqueue_reduce(const workspace_layout<T, Layout>& ws, const plan_totals& 
 
 /// The in-place compaction, after a selection (enqueue_select resets the compaction's tile
 /// flags and counter, so re-running the compaction means re-running the selection first).
-/// `probe` sees each tile's progress (compact.cuh; benchmarks).
-template <class T, class Layout, class Probe = no_compact_probe>
+/// `probe` sees each tile's progress (compact.cuh; benchmarks). `CopyBatch`: compact_kernel's.
+template <int CopyBatch = copy_batch, class T, class Layout, class Probe = no_compact_probe>
 status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                        const compress_batch<T, Layout>& batch, cudaStream_t stream, Probe probe = {}) {
   if (p.active_segments == 0) return ok_status;
   switch (vector_bytes(batch, p.head_dim)) {
-    case 16: return launch_compact<16>(ws, p, stream, probe);
-    case 8: return launch_compact<8>(ws, p, stream, probe);
-    case 4: return launch_compact<4>(ws, p, stream, probe);
-    case 2: return launch_compact<2>(ws, p, stream, probe);
-    default: return launch_compact<1>(ws, p, stream, probe);
+    case 16: return launch_compact<16, CopyBatch>(ws, p, stream, probe);
+    case 8: return launch_compact<8, CopyBatch>(ws, p, stream, probe);
+    case 4: return launch_compact<4, CopyBatch>(ws, p, stream, probe);
+    case 2: return launch_compact<2, CopyBatch>(ws, p, stream, probe);
+    default: return launch_compact<1, CopyBatch>(ws, p, stream, probe);
   }
 }
 
-}  // namespace detail
+/// The launch choices that change when work is done, never what is written: tests run other
+/// values through compress_with and compare with the host, benchmarks time them.
+struct tuning {
+  int rounds_min_ready = detail::rounds_min_ready;  ///< reduce_rounds_kernel's walk threshold
+  int copy_batch = detail::copy_batch;              ///< compact_kernel's loads in flight a thread, per K and V
+  friend constexpr bool operator==(const tuning&, const tuning&) = default;
+};
 
-namespace detail {
-
-/// compress (below), with the merge rounds' walk threshold as a parameter: tests and
-/// benchmarks run other thresholds through it, which leave the same caches.
-template <int MinReady, class T, class Layout, class Scorer, class Structure, class Reducer>
+/// compress (below), with the launch choices as a parameter.
+template <tuning Tune, class T, class Layout, class Scorer, class Structure, class Reducer>
 status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
                      const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   plan_totals p;
@@ -239,8 +241,8 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
   if (status s = enqueue_upload(ws, p, batch, stream); !s) return s;
   if (status s = enqueue_scores(ws, p, policies, stream); !s) return s;
   if (status s = enqueue_select(ws, p, stream); !s) return s;
-  if (status s = enqueue_reduce<MinReady>(ws, p, policies, stream); !s) return s;
-  if (status s = enqueue_compact(ws, p, batch, stream); !s) return s;
+  if (status s = enqueue_reduce<Tune.rounds_min_ready>(ws, p, policies, stream); !s) return s;
+  if (status s = enqueue_compact<Tune.copy_batch>(ws, p, batch, stream); !s) return s;
   write_lengths(batch, p);
   return ok_status;
 }
@@ -252,7 +254,7 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 [[nodiscard]] status compress(void* d_temp_storage, std::size_t& temp_storage_bytes, const compress_batch<T, Layout>& batch,
                               const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream = 0) {
-  return detail::compress_with<detail::rounds_min_ready>(d_temp_storage, temp_storage_bytes, batch, policies, stream);
+  return detail::compress_with<detail::tuning{}>(d_temp_storage, temp_storage_bytes, batch, policies, stream);
 }
 
 /// The same with default policies (a scorer without parameters, plain text structure).
