@@ -23,7 +23,7 @@ struct case_limits {
 
 /// `Tune`: the launch choices (dev::detail::tuning); other values than the library's go
 /// through detail::compress_with and must leave the same caches.
-template <class T, class Layout, class Scorer, class Reducer = reducers::evict, dev::detail::tuning Tune = {}>
+template <class T, class Layout, class Scorer, class Reducer = reducers::evict, dev::detail::tuning Tune = dev::detail::tuning{}>
 void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits) {
   using Structure = structure_for<Scorer>;
   constexpr bool windowed = Scorer::inputs.window_mass;

@@ -28,6 +28,7 @@ mutations=(
   "staged_walk: no barrier before the next tile overwrites the last|include/kvcap/device/staged_walk.cuh|    __syncthreads();  // the previous tile is no longer used|"
   "compact: no barrier between the two block scans|include/kvcap/device/compact.cuh|  const bool moving = kept && dst != tok;
   __syncthreads();|  const bool moving = kept && dst != tok;"
+  "compact: the staging loop steps by 4 batches whatever the copy batch|include/kvcap/device/compact.cuh|i += CopyBatch * compact_threads|i += 4 * compact_threads"
   "window mass: no barrier before the warps' partial sums are added|include/kvcap/device/window_kernel.cuh|  partial[warp][lane] = acc;
   __syncthreads();|  partial[warp][lane] = acc;"
   "warp stage: no __syncwarp between the stores and the reads|include/kvcap/device/warp_group.cuh|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
