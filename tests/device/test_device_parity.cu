@@ -152,21 +152,23 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles"
 TEST_CASE_TEMPLATE("device keeps what the host keeps: other copy batches of the compaction" * doctest::skip(no_gpu()),
                    Layout, layouts::nhd, layouts::paged_hnd) {
   // The compaction's copy batch (the vectors of K and of V a thread loads before it stores
-  // any) changes when loads are issued, not what is written: 1, 2 and 8 (the library's is 4),
-  // over dozens of tiles a segment whose destinations overlap earlier tiles, and head dims
-  // whose rows take every vector width (16 bytes down to 2).
+  // any) changes when loads are issued, not what is written: 1, 2 and 8 (the library's is 4).
+  // Rows of 64 and 128 dims give tiles of more vectors than a batch of the block's threads
+  // holds, over dozens of tiles a segment whose destinations overlap earlier tiles (recency
+  // moves every kept row); rows of 1 to 8 dims take the narrower vectors (2 to 16 bytes).
   rng r(18);
   cudaStream_t stream;
   KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const case_limits long_segments{.max_heads = 4, .max_requests = 3, .max_budget = 1500, .max_chunk = 500,
-                                  .dims = {1, 3, 4, 8, 64, 128}};
+  using dev::detail::tuning;
+  const case_limits wide{.max_heads = 4, .max_requests = 3, .max_budget = 1500, .max_chunk = 500, .dims = {64, 128},
+                         .min_budget = 500, .min_chunk = 100};
+  const case_limits narrow{.max_heads = 4, .max_requests = 3, .max_budget = 300, .max_chunk = 100, .dims = {1, 3, 4, 8}};
   for (int c = 0; c < scaled(3); ++c) {
-    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, dev::detail::tuning{.copy_batch = 1}>(
-        r, stream, long_segments);
-    device_matches_host<__half, Layout, scorers::recency, reducers::evict, dev::detail::tuning{.copy_batch = 2}>(
-        r, stream, long_segments);
-    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, dev::detail::tuning{.copy_batch = 8}>(
-        r, stream, long_segments);
+    device_matches_host<__half, Layout, scorers::recency, reducers::evict, tuning{.copy_batch = 1}>(r, stream, wide);
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, tuning{.copy_batch = 2}>(r, stream, wide);
+    device_matches_host<__half, Layout, scorers::recency, reducers::evict, tuning{.copy_batch = 8}>(r, stream, wide);
+    device_matches_host<__half, Layout, scorers::key_norm, reducers::evict, tuning{.copy_batch = 1}>(r, stream, narrow);
+    device_matches_host<__half, Layout, scorers::recency, reducers::evict, tuning{.copy_batch = 8}>(r, stream, narrow);
   }
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
