@@ -2,11 +2,12 @@
 # tools/device/simt_mutations.sh — does the CPU SIMT emulator (tests/device/simt) catch broken
 # kernels? Applies one known bug at a time to a scratch copy of the sources (a missing barrier,
 # a missing warp sync, an off-by-one in the merge's warp path, a wrong rule or bracket in the
-# merge's rounds), builds the device parity tests
-# for the emulator and runs them on a sample of the randomized cases. Prints one line per
-# mutation: the emulator's verdict, which should be a failure for each but the last (a
-# __syncwarp that the merge's own warp reduction already makes redundant in the emulator's
-# model).
+# merge's rounds, the compaction's staging loop stepping by the wrong copy batch), builds the
+# device parity tests for the emulator and runs them on a sample of the randomized cases.
+# Prints one line per mutation: the emulator's verdict, which should be a failure for each
+# but two, which say why they are redundant (a barrier after a round's turns that the next
+# round's barrier already orders; a __syncwarp that the merge's own warp reduction already
+# makes redundant in the emulator's model).
 #
 #   bash tools/device/simt_mutations.sh [SCALE]     # SCALE: KVCAP_DEVICE_TEST_SCALE, 0.05 default
 #   KVCAP_MUTATIONS='merge rounds' bash tools/device/simt_mutations.sh   # only those matching
