@@ -540,22 +540,21 @@ struct walked_merge : reducers::merge {
 /// run, and the rounds' walk threshold swept (the fewest ready turns a round shares out before
 /// the first warp walks the rest; the library's is rounds_min_ready). Each variant runs once
 /// from the pristine caches first, and all must leave the same K, V and metadata, bit for bit.
+/// The walk runs on the rounds' workspace: it reads the same selection, and not the lists.
 template <class Scorer, class Structure = structures::sequence>
 void merge_rounds_vs_walk(benchmark::State& state, Scorer scorer, Structure structure = {}) {
   using Layout = layouts::nhd;
   fixture<Layout>& f = the_fixture<Layout>();
   const auto b = f.batch_view();
-  prepared<Scorer, Layout, reducers::merge> rounds(b);
-  prepared<Scorer, Layout, walked_merge> walk(b);
+  const prepared<Scorer, Layout, reducers::merge> selected(b);
+  const auto& ws = selected.ws;
+  const auto& p = selected.p;
   const dev::compress_policies<Scorer, Structure, reducers::merge> rounds_policies{scorer, structure};
   const dev::compress_policies<Scorer, Structure, walked_merge> walk_policies{scorer, structure};
   cudaStream_t stream = 0;
   f.restore(stream);
-  if (!dev::detail::enqueue_upload(rounds.ws, rounds.p, b, stream) ||
-      !dev::detail::enqueue_scores(rounds.ws, rounds.p, rounds_policies, stream) ||
-      !dev::detail::enqueue_select(rounds.ws, rounds.p, stream) || !dev::detail::enqueue_upload(walk.ws, walk.p, b, stream) ||
-      !dev::detail::enqueue_scores(walk.ws, walk.p, walk_policies, stream) ||
-      !dev::detail::enqueue_select(walk.ws, walk.p, stream))
+  if (!dev::detail::enqueue_upload(ws, p, b, stream) || !dev::detail::enqueue_scores(ws, p, rounds_policies, stream) ||
+      !dev::detail::enqueue_select(ws, p, stream))
     std::abort();
 
   // The variants: the walk, then the rounds at each threshold (1 << 30: the walk right after
@@ -565,11 +564,9 @@ void merge_rounds_vs_walk(benchmark::State& state, Scorer scorer, Structure stru
   constexpr int count = static_cast<int>(sizeof names / sizeof names[0]), library = 3;
   static_assert(dev::detail::rounds_min_ready == 4, "variant 3 is timed as the library's");
   const auto run = [&](int v) {
-    const auto& ws = rounds.ws;
-    const auto& p = rounds.p;
     dev::status s;
     switch (v) {
-      case 0: s = dev::detail::enqueue_reduce(walk.ws, walk.p, walk_policies, stream); break;
+      case 0: s = dev::detail::enqueue_reduce(ws, p, walk_policies, stream); break;
       case 1: s = dev::detail::enqueue_reduce<1>(ws, p, rounds_policies, stream); break;
       case 2: s = dev::detail::enqueue_reduce<2>(ws, p, rounds_policies, stream); break;
       case 3: s = dev::detail::enqueue_reduce<4>(ws, p, rounds_policies, stream); break;
@@ -603,7 +600,7 @@ void merge_rounds_vs_walk(benchmark::State& state, Scorer scorer, Structure stru
       }
     }
   }
-  if (!dev::read_status(rounds.temp) || !dev::read_status(walk.temp)) std::abort();
+  if (!dev::read_status(selected.temp)) std::abort();
 
   events ev;
   double ms[count] = {};
