@@ -6,8 +6,11 @@
 //                             target: compaction ≥ 80% of memcpy throughput. Also against a 2D
 //                             memcpy of as many K and V rows laid out as the layout lays out one
 //                             head's rows (NHD: 256-byte rows 2 KiB apart; HND: back to back), the
-//                             bandwidth that access pattern itself allows. Swept: the tile
-//                             size and the copy batch (loads a thread has in flight).
+//                             bandwidth that call allows for narrow rows; and against the
+//                             compaction's own moves copied out of place by a plain kernel
+//                             (rows_copy_*), what the access pattern allows without the
+//                             in-place schedule. Swept: the tile size and the copy batch
+//                             (loads a thread has in flight).
 //   compress_vs_attention     score, select (, merge) and compact of one prefill chunk for a batch
 //                             against a plain tiled attention of that chunk over that cache (the
 //                             work an engine does per chunk anyway); target: select + compact
@@ -35,7 +38,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <kvcap/device.cuh>
 #include <random>
 #include <string>
@@ -131,6 +136,20 @@ __global__ void __launch_bounds__(att_threads)
   }
 }
 
+/// One kept row that a compaction moves: its segment (request · kv_heads + head), its source
+/// slot and its destination slot, in 32 bits (the row-copy yardstick reads 4 bytes a row).
+struct row_move {
+  static constexpr int slot_bits = 13;
+  static_assert(capacity <= (index_t{1} << slot_bits) && batch * kv_heads <= (index_t{1} << (32 - 2 * slot_bits)));
+  std::uint32_t packed;
+  static row_move of(index_t segment, index_t from, index_t to) {
+    return {static_cast<std::uint32_t>((segment << 2 * slot_bits) | (from << slot_bits) | to)};
+  }
+  __host__ __device__ index_t segment() const { return static_cast<index_t>(packed >> 2 * slot_bits); }
+  __host__ __device__ index_t from() const { return static_cast<index_t>((packed >> slot_bits) & ((1u << slot_bits) - 1)); }
+  __host__ __device__ index_t to() const { return static_cast<index_t>(packed & ((1u << slot_bits) - 1)); }
+};
+
 // ---- the batch: 8 caches in device memory, their pristine copies, a chunk of queries ------
 template <class Layout>
 struct fixture {
@@ -206,17 +225,22 @@ struct fixture {
     b.windows = windows;  // read by window scorers only
     return b;
   }
-  /// Kept rows that moved (their slot's logical index changed), read back from the metadata.
-  index_t moved_rows() const {
-    index_t moved = 0;
+  /// The kept rows that moved, read back from the metadata after a compaction: a row whose
+  /// slot's logical index changed came from the slot of that index (the pristine cache holds
+  /// logical index `tok` at slot `tok`). In (request, head, destination) order.
+  std::vector<row_move> moves() const {
+    std::vector<row_move> out;
     std::vector<token_meta> host_meta(metas);
     for (index_t r = 0; r < batch; ++r) {
       BENCH_CUDA(cudaMemcpy(host_meta.data(), meta[r], metas * sizeof(token_meta), cudaMemcpyDeviceToHost));
       for (index_t head = 0; head < kv_heads; ++head)
-        for (index_t tok = 0; tok < budget; ++tok) moved += host_meta[head * capacity + tok].index != tok;
+        for (index_t tok = 0; tok < budget; ++tok)
+          if (const index_t from = host_meta[head * capacity + tok].index; from != tok)
+            out.push_back(row_move::of(r * kv_heads + head, from, tok));
     }
-    return moved;
+    return out;
   }
+  index_t moved_rows() const { return static_cast<index_t>(moves().size()); }
   float attention_ms(cudaStream_t stream, cudaEvent_t start, cudaEvent_t stop) const {
     const dim3 grid(static_cast<unsigned>((chunk + att_queries - 1) / att_queries), q_heads, batch);
     BENCH_CUDA(cudaEventRecord(start, stream));
@@ -345,6 +369,92 @@ __global__ void __launch_bounds__(256) copy_kernel(const uint4* __restrict__ src
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n; i += stride) dst[i] = src[i];
 }
 
+/// The compaction's moves without its in-place schedule: each moving row's K and V (and, with
+/// `Meta`, its metadata record) copied from its slot in the cache to its destination slot in a
+/// second cache of the same shape, a load and then its store with nothing between them, the
+/// addresses from a table of row_move (4 bytes a row). A warp moves one row's K and V in
+/// 16-byte vectors. Against memcpy of the same bytes, this is what the access pattern allows
+/// (256-byte rows at the layout's pitch, 40-byte records), without the staging, the tile
+/// flags and the plan that the in-place compaction adds.
+template <bool Meta, class Layout>
+__global__ void __launch_bounds__(256) rows_copy_kernel(const layer_view<T, Layout>* src, const layer_view<T, Layout>* dst,
+                                                     const row_move* moves, std::size_t rows) {
+  constexpr std::size_t row_vecs = dim * sizeof(T) / sizeof(uint4), meta_words = sizeof(token_meta) / sizeof(std::uint64_t);
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  const std::size_t first = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  for (std::size_t i = first; i < rows * 2 * row_vecs; i += stride) {
+    const row_move m = moves[i / (2 * row_vecs)];
+    const index_t r = m.segment() / kv_heads, head = m.segment() % kv_heads;
+    const auto c = static_cast<int>(i % (2 * row_vecs));
+    const bool value = c >= static_cast<int>(row_vecs);
+    const auto* from = reinterpret_cast<const uint4*>((value ? src[r].v : src[r].k) + src[r].mapping(m.from(), head));
+    auto* to = reinterpret_cast<uint4*>((value ? dst[r].v : dst[r].k) + dst[r].mapping(m.to(), head));
+    __stcg(to + c % row_vecs, __ldcg(from + c % row_vecs));
+  }
+  if constexpr (Meta)
+    for (std::size_t i = first; i < rows * meta_words; i += stride) {
+      const row_move m = moves[i / meta_words];
+      const index_t r = m.segment() / kv_heads, head = m.segment() % kv_heads;
+      const auto* from = reinterpret_cast<const unsigned long long*>(&src[r].meta_at(m.from(), head));
+      auto* to = reinterpret_cast<unsigned long long*>(&dst[r].meta_at(m.to(), head));
+      __stcg(to + i % meta_words, __ldcg(from + i % meta_words));
+    }
+}
+
+/// A second cache of the fixture's shape (the row copy's destination), with its views on the device.
+template <class Layout>
+struct cache_copy {
+  std::vector<T*> k, v;
+  std::vector<token_meta*> meta;
+  layer_view<T, Layout>* views = nullptr;
+  cache_copy() {
+    std::vector<layer_view<T, Layout>> host;
+    for (index_t r = 0; r < batch; ++r) {
+      T *kr, *vr;
+      token_meta* mr;
+      BENCH_CUDA(cudaMalloc(&kr, fixture<Layout>::elems * sizeof(T)));
+      BENCH_CUDA(cudaMalloc(&vr, fixture<Layout>::elems * sizeof(T)));
+      BENCH_CUDA(cudaMalloc(&mr, fixture<Layout>::metas * sizeof(token_meta)));
+      k.push_back(kr), v.push_back(vr), meta.push_back(mr);
+      host.push_back({kr, vr, mr, make_mapping<Layout>(capacity, kv_heads, dim), capacity});
+    }
+    BENCH_CUDA(cudaMalloc(&views, batch * sizeof(layer_view<T, Layout>)));
+    BENCH_CUDA(cudaMemcpy(views, host.data(), batch * sizeof(layer_view<T, Layout>), cudaMemcpyHostToDevice));
+  }
+  ~cache_copy() {
+    for (index_t r = 0; r < batch; ++r) cudaFree(k[r]), cudaFree(v[r]), cudaFree(meta[r]);
+    cudaFree(views);
+  }
+  cache_copy(const cache_copy&) = delete;
+  cache_copy& operator=(const cache_copy&) = delete;
+};
+
+/// Whether every move's destination row (K, V, metadata) in `copy` equals the same slot's row
+/// in the fixture's cache.
+template <class Layout>
+bool same_moved_rows(const fixture<Layout>& f, const cache_copy<Layout>& copy, const std::vector<row_move>& moves) {
+  const auto mapping = make_mapping<Layout>(capacity, kv_heads, dim);
+  std::vector<T> a(fixture<Layout>::elems), b(a.size());
+  std::vector<token_meta> am(fixture<Layout>::metas), bm(am.size());
+  const auto fetch = [](auto& host, const auto* device) {
+    BENCH_CUDA(cudaMemcpy(host.data(), device, host.size() * sizeof(host[0]), cudaMemcpyDeviceToHost));
+  };
+  for (index_t r = 0; r < batch; ++r) {
+    fetch(am, f.meta[r]), fetch(bm, copy.meta[r]);
+    for (const row_move m : moves)
+      if (m.segment() / kv_heads == r && am[m.segment() % kv_heads * capacity + m.to()] != bm[m.segment() % kv_heads * capacity + m.to()])
+        return false;
+    for (int part = 0; part < 2; ++part) {  // K, then V
+      fetch(a, part == 0 ? f.k[r] : f.v[r]), fetch(b, part == 0 ? copy.k[r] : copy.v[r]);
+      for (const row_move m : moves) {
+        const index_t at = mapping(m.to(), m.segment() % kv_heads);
+        if (m.segment() / kv_heads == r && std::memcmp(a.data() + at, b.data() + at, dim * sizeof(T)) != 0) return false;
+      }
+    }
+  }
+  return true;
+}
+
 /// The compaction with `copy_batch` vectors of K and of V loaded by a thread before it stores
 /// any (the library's is dev::detail::copy_batch, 4); the others are an experiment.
 template <class Layout, class Probe = dev::detail::no_compact_probe>
@@ -440,6 +550,47 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   state.counters["copy_kernel_over_memcpy"] = memcpy_ms / copy_ms;
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
+  // And the compaction's own moves, out of place (rows_copy_kernel): the access pattern's
+  // bandwidth apart from the in-place schedule, with and without the metadata. Checked first:
+  // the pristine cache's rows, copied by the table, equal the rows a compaction then leaves.
+  {
+    const std::vector<row_move> moves = f.moves();  // of the probed compaction above
+    if (static_cast<index_t>(moves.size()) != moved) std::abort();
+    row_move* table = nullptr;
+    BENCH_CUDA(cudaMalloc(&table, moves.size() * sizeof(row_move)));
+    BENCH_CUDA(cudaMemcpy(table, moves.data(), moves.size() * sizeof(row_move), cudaMemcpyHostToDevice));
+    cache_copy<Layout> copy;
+    const auto rows_copy = [&](bool meta) {
+      const auto grid = static_cast<unsigned>(8 * sms);
+      if (meta) rows_copy_kernel<true><<<grid, 256, 0, stream>>>(run.ws.views, copy.views, table, moves.size());
+      else rows_copy_kernel<false><<<grid, 256, 0, stream>>>(run.ws.views, copy.views, table, moves.size());
+    };
+    f.restore(stream);
+    rows_copy(true);
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream) || !dev::detail::enqueue_compact(run.ws, run.p, b, stream))
+      std::abort();
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    BENCH_CUDA(cudaGetLastError());
+    if (!same_moved_rows(f, copy, moves)) {
+      std::fprintf(stderr, "rows_copy_kernel: a moved row differs from the compaction's\n");
+      std::abort();
+    }
+    double rows_ms[2] = {};  // [0] K and V, [1] K, V and metadata
+    for (int meta = 0; meta < 2; ++meta)
+      for (int i = 0; i <= reps; ++i) {
+        BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+        rows_copy(meta == 1);
+        BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+        BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+        BENCH_CUDA(cudaGetLastError());
+        if (i > 0) rows_ms[meta] += ev.ms(0, 1) / reps;
+      }
+    BENCH_CUDA(cudaFree(table));
+    const double kv_bytes = static_cast<double>(moved) * (2 * dim * sizeof(T));
+    state.counters["rows_copy_over_memcpy"] = memcpy_ms / rows_ms[1];
+    state.counters["rows_copy_kv_over_memcpy"] = (kv_bytes / rows_ms[0]) / (bytes / memcpy_ms);
+    state.counters["compact_over_rows_copy"] = rows_ms[1] / compact_ms;
+  }
   // And K and V of as many rows, laid out as the layout lays out one head's rows (NHD: a row
   // every kv_heads rows; HND: back to back), copied as a 2D memcpy: the bandwidth that this
   // access pattern itself allows.
