@@ -7,10 +7,11 @@
 //                             memcpy of as many K and V rows laid out as the layout lays out one
 //                             head's rows (NHD: 256-byte rows 2 KiB apart; HND: back to back), the
 //                             bandwidth that call allows for narrow rows; and against the
-//                             compaction's own moves copied out of place by a plain kernel
-//                             (rows_copy_*), what the access pattern allows without the
-//                             in-place schedule. Swept: the tile size and the copy batch
-//                             (loads a thread has in flight).
+//                             compaction's own moves copied by a plain kernel, out of place
+//                             (rows_copy_*: what the access pattern allows) and in place in
+//                             no order (rows_in_place_*: the same addresses without the
+//                             compaction's schedule; timing only). Swept: the tile size and
+//                             the copy batch (loads a thread has in flight).
 //   compress_vs_attention     score, select (, merge) and compact of one prefill chunk for a batch
 //                             against a plain tiled attention of that chunk over that cache (the
 //                             work an engine does per chunk anyway); target: select + compact
@@ -401,6 +402,11 @@ __global__ void __launch_bounds__(256) rows_copy_kernel(const layer_view<T, Layo
     }
 }
 
+// rows_copy_kernel with the cache as both source and destination is the same moves in place,
+// in no order: the compaction's reads and writes at the same addresses, without its
+// schedule. A row may then be read after another has overwritten it, so what it leaves is not
+// a compaction: the benchmark only times it, and restores the cache after.
+
 /// A second cache of the fixture's shape (the row copy's destination), with its views on the device.
 template <class Layout>
 struct cache_copy {
@@ -550,9 +556,10 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   state.counters["copy_kernel_over_memcpy"] = memcpy_ms / copy_ms;
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
-  // And the compaction's own moves, out of place (rows_copy_kernel): the access pattern's
-  // bandwidth apart from the in-place schedule, with and without the metadata. Checked first:
-  // the pristine cache's rows, copied by the table, equal the rows a compaction then leaves.
+  // And the compaction's own moves by a plain kernel (rows_copy_kernel): out of place, the
+  // access pattern's bandwidth, with and without the metadata; in place and in no order, the
+  // same addresses without the compaction's schedule. Checked first: the pristine cache's
+  // rows, copied out of place by the table, equal the rows a compaction then leaves.
   {
     const std::vector<row_move> moves = f.moves();  // of the probed compaction above
     if (static_cast<index_t>(moves.size()) != moved) std::abort();
@@ -576,21 +583,26 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
     const bool same = same_moved_rows(f, copy, moves);
     state.counters["rows_copy_checked"] = same ? 1 : 0;
     if (!same) std::fprintf(stderr, "rows_copy_kernel: a moved row differs from the compaction's; not timed\n");
-    double rows_ms[2] = {};  // [0] K and V, [1] K, V and metadata
-    for (int meta = 0; meta < 2 && same; ++meta)
+    // [0] K and V, [1] K, V and metadata, [2] K, V and metadata in place, in no order.
+    double rows_ms[3] = {};
+    for (int variant = 0; variant < 3 && same; ++variant)
       for (int i = 0; i <= reps; ++i) {
         BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-        rows_copy(meta == 1);
+        if (variant < 2) rows_copy(variant == 1);
+        else rows_copy_kernel<true><<<static_cast<unsigned>(8 * sms), 256, 0, stream>>>(run.ws.views, run.ws.views, table,
+                                                                                        moves.size());
         BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
         BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
         BENCH_CUDA(cudaGetLastError());
-        if (i > 0) rows_ms[meta] += ev.ms(0, 1) / reps;
+        if (i > 0) rows_ms[variant] += ev.ms(0, 1) / reps;
       }
+    f.restore(stream);  // the in-place moves left no compaction
     BENCH_CUDA(cudaFree(table));
     if (same) {
       const double kv_bytes = static_cast<double>(moved) * (2 * dim * sizeof(T));
       state.counters["rows_copy_over_memcpy"] = memcpy_ms / rows_ms[1];
       state.counters["rows_copy_kv_over_memcpy"] = (kv_bytes / rows_ms[0]) / (bytes / memcpy_ms);
+      state.counters["rows_in_place_over_memcpy"] = memcpy_ms / rows_ms[2];
       state.counters["compact_over_rows_copy"] = rows_ms[1] / compact_ms;
     }
   }
