@@ -530,29 +530,28 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   void *src, *dst;
   BENCH_CUDA(cudaMalloc(&src, static_cast<std::size_t>(bytes)));
   BENCH_CUDA(cudaMalloc(&dst, static_cast<std::size_t>(bytes)));
-  double memcpy_ms = 0;
-  constexpr int reps = 20;
-  for (int i = 0; i <= reps; ++i) {
-    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-    BENCH_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, stream));
-    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
-    if (i > 0) memcpy_ms += ev.ms(0, 1);  // the first is a warm-up
-  }
-  memcpy_ms /= reps;
-  // And a plain copy kernel of the same bytes (16-byte vectors, 8 blocks of 256 per SM).
-  double copy_ms = 0;
+  // Each yardstick: the mean of 20 timed runs after a warm-up.
+  const auto mean_ms = [&](auto&& enqueue) {
+    constexpr int reps = 20;
+    double total = 0;
+    for (int i = 0; i <= reps; ++i) {
+      BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
+      enqueue();
+      BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
+      BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
+      BENCH_CUDA(cudaGetLastError());
+      if (i > 0) total += ev.ms(0, 1);  // the first is a warm-up
+    }
+    return total / reps;
+  };
+  const auto grid = static_cast<unsigned>(8 * sms);  // the plain kernels' grid: 8 blocks of 256 an SM
+  const double memcpy_ms = mean_ms(
+      [&] { BENCH_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, stream)); });
+  // And a plain copy kernel of the same bytes (16-byte vectors).
   const auto vectors = static_cast<std::size_t>(bytes) / sizeof(uint4);
-  for (int i = 0; i <= reps; ++i) {
-    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-    copy_kernel<<<static_cast<unsigned>(8 * sms), 256, 0, stream>>>(static_cast<const uint4*>(src), static_cast<uint4*>(dst),
-                                                                  vectors);
-    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
-    BENCH_CUDA(cudaGetLastError());
-    if (i > 0) copy_ms += ev.ms(0, 1);
-  }
-  copy_ms /= reps;
+  const double copy_ms = mean_ms([&] {
+    copy_kernel<<<grid, 256, 0, stream>>>(static_cast<const uint4*>(src), static_cast<uint4*>(dst), vectors);
+  });
   state.counters["copy_kernel_over_memcpy"] = memcpy_ms / copy_ms;
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
@@ -567,13 +566,13 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
     BENCH_CUDA(cudaMalloc(&table, moves.size() * sizeof(row_move)));
     BENCH_CUDA(cudaMemcpy(table, moves.data(), moves.size() * sizeof(row_move), cudaMemcpyHostToDevice));
     cache_copy<Layout> copy;
-    const auto rows_copy = [&](bool meta) {
-      const auto grid = static_cast<unsigned>(8 * sms);
-      if (meta) rows_copy_kernel<true><<<grid, 256, 0, stream>>>(run.ws.views, copy.views, table, moves.size());
-      else rows_copy_kernel<false><<<grid, 256, 0, stream>>>(run.ws.views, copy.views, table, moves.size());
+    // Into `to`: copy.views (out of place) or the cache's own views (in place, in no order).
+    const auto rows_copy = [&](bool meta, const layer_view<T, Layout>* to) {
+      if (meta) rows_copy_kernel<true><<<grid, 256, 0, stream>>>(run.ws.views, to, table, moves.size());
+      else rows_copy_kernel<false><<<grid, 256, 0, stream>>>(run.ws.views, to, table, moves.size());
     };
     f.restore(stream);
-    rows_copy(true);
+    rows_copy(true, copy.views);
     if (!dev::detail::enqueue_select(run.ws, run.p, stream) || !dev::detail::enqueue_compact(run.ws, run.p, b, stream))
       std::abort();
     BENCH_CUDA(cudaStreamSynchronize(stream));
@@ -583,28 +582,18 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
     const bool same = same_moved_rows(f, copy, moves);
     state.counters["rows_copy_checked"] = same ? 1 : 0;
     if (!same) std::fprintf(stderr, "rows_copy_kernel: a moved row differs from the compaction's; not timed\n");
-    // [0] K and V, [1] K, V and metadata, [2] K, V and metadata in place, in no order.
-    double rows_ms[3] = {};
-    for (int variant = 0; variant < 3 && same; ++variant)
-      for (int i = 0; i <= reps; ++i) {
-        BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-        if (variant < 2) rows_copy(variant == 1);
-        else rows_copy_kernel<true><<<static_cast<unsigned>(8 * sms), 256, 0, stream>>>(run.ws.views, run.ws.views, table,
-                                                                                        moves.size());
-        BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
-        BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
-        BENCH_CUDA(cudaGetLastError());
-        if (i > 0) rows_ms[variant] += ev.ms(0, 1) / reps;
-      }
-    f.restore(stream);  // the in-place moves left no compaction
-    BENCH_CUDA(cudaFree(table));
     if (same) {
+      const double kv_ms = mean_ms([&] { rows_copy(false, copy.views); });
+      const double rows_ms = mean_ms([&] { rows_copy(true, copy.views); });
+      const double in_place_ms = mean_ms([&] { rows_copy(true, run.ws.views); });
+      f.restore(stream);  // the in-place moves left no compaction
       const double kv_bytes = static_cast<double>(moved) * (2 * dim * sizeof(T));
-      state.counters["rows_copy_over_memcpy"] = memcpy_ms / rows_ms[1];
-      state.counters["rows_copy_kv_over_memcpy"] = (kv_bytes / rows_ms[0]) / (bytes / memcpy_ms);
-      state.counters["rows_in_place_over_memcpy"] = memcpy_ms / rows_ms[2];
-      state.counters["compact_over_rows_copy"] = rows_ms[1] / compact_ms;
+      state.counters["rows_copy_over_memcpy"] = memcpy_ms / rows_ms;
+      state.counters["rows_copy_kv_over_memcpy"] = (kv_bytes / kv_ms) / (bytes / memcpy_ms);
+      state.counters["rows_in_place_over_memcpy"] = memcpy_ms / in_place_ms;
+      state.counters["compact_over_rows_copy"] = rows_ms / compact_ms;
     }
+    BENCH_CUDA(cudaFree(table));
   }
   // And K and V of as many rows, laid out as the layout lays out one head's rows (NHD: a row
   // every kv_heads rows; HND: back to back), copied as a 2D memcpy. Runs 5 and 6 found it as
@@ -615,15 +604,8 @@ void compact_vs_memcpy(benchmark::State& state, Scorer scorer) {
   const auto rows = static_cast<std::size_t>(2 * moved);
   BENCH_CUDA(cudaMalloc(&src, rows * pitch));
   BENCH_CUDA(cudaMalloc(&dst, rows * pitch));
-  double strided_ms = 0;
-  for (int i = 0; i <= reps; ++i) {
-    BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-    BENCH_CUDA(cudaMemcpy2DAsync(dst, pitch, src, pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream));
-    BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[1]));
-    if (i > 0) strided_ms += ev.ms(0, 1);
-  }
-  strided_ms /= reps;
+  const double strided_ms = mean_ms(
+      [&] { BENCH_CUDA(cudaMemcpy2DAsync(dst, pitch, src, pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream)); });
   BENCH_CUDA(cudaFree(src));
   BENCH_CUDA(cudaFree(dst));
   const double strided_bytes = static_cast<double>(rows * row_bytes);
