@@ -2,7 +2,8 @@
 # tools/device/simt_mutations.sh — does the CPU SIMT emulator (tests/device/simt) catch broken
 # kernels? Applies one known bug at a time to a scratch copy of the sources (a missing barrier,
 # a missing warp sync, an off-by-one in the merge's warp path, a wrong rule or bracket in the
-# merge's rounds, the compaction's staging loop stepping by the wrong copy batch), builds the
+# merge's rounds, the compaction's staging loop stepping by the wrong copy batch, the
+# compaction's tiles not waiting for the tiles they overwrite or publishing too early), builds the
 # device parity tests for the emulator and runs them on a sample of the randomized cases.
 # Prints one line per mutation: the emulator's verdict, which should be a failure for each
 # but two, which say why they are redundant (a barrier after a round's turns that the next
@@ -11,6 +12,7 @@
 #
 #   bash tools/device/simt_mutations.sh [SCALE]     # SCALE: KVCAP_DEVICE_TEST_SCALE, 0.05 default
 #   KVCAP_MUTATIONS='merge rounds' bash tools/device/simt_mutations.sh   # only those matching
+#   KVCAP_SIMT_RESIDENT=1 bash tools/device/simt_mutations.sh   # blocks one after another (simt.hpp)
 #
 # Needs g++, the CUDA Toolkit's headers (CUDA_HOME, /usr/local/cuda by default), Eigen and
 # doctest (Debian's libeigen3-dev and doctest-dev). Takes about 2 minutes a mutation on 2 cores.
@@ -20,7 +22,7 @@ scale=${1:-0.05}
 cuda=${CUDA_HOME:-/usr/local/cuda}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-flags=(-std=c++20 -O1 -w -isystem "$cuda/include" -isystem "$cuda/include/cccl" -isystem /usr/include/eigen3)  # after -I: the stand-in CUB first
+flags=(-std=c++20 -O1 -w -pthread -isystem "$cuda/include" -isystem "$cuda/include/cccl" -isystem /usr/include/eigen3)  # after -I: the stand-in CUB first
 
 # name | file | text to replace (first occurrence) | replacement
 mutations=(
@@ -30,6 +32,15 @@ mutations=(
   "compact: no barrier between the two block scans|include/kvcap/device/compact.cuh|  const bool moving = kept && dst != tok;
   __syncthreads();|  const bool moving = kept && dst != tok;"
   "compact: the staging loop steps by 4 batches whatever the copy batch|include/kvcap/device/compact.cuh|i += CopyBatch * compact_threads|i += 4 * compact_threads"
+  "compact: no wait for the earlier tiles the destinations overwrite|include/kvcap/device/compact.cuh|      while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);|      (void)other;"
+  "compact: waits for the first of the earlier tiles only|include/kvcap/device/compact.cuh|other <= last && other < g|other <= first && other < g"
+  "compact: 'read' published before the barrier that ends the staging|include/kvcap/device/compact.cuh|  __syncthreads();
+  if (t == 0) {
+    __threadfence();
+    flag(ws.tile_done[g]).store(1, cuda::memory_order_release);|  if (t == 0) flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
+  __syncthreads();
+  if (t == 0) {
+    __threadfence();"
   "window mass: no barrier before the warps' partial sums are added|include/kvcap/device/window_kernel.cuh|  partial[warp][lane] = acc;
   __syncthreads();|  partial[warp][lane] = acc;"
   "warp stage: no __syncwarp between the stores and the reads|include/kvcap/device/warp_group.cuh|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
@@ -54,7 +65,7 @@ for m in "${mutations[@]}"; do
   if [ -z "${KVCAP_MUTATIONS:-}" ] || printf '%s' "${m%%|*}" | grep -qE "$KVCAP_MUTATIONS"; then selected+=("$m"); fi
 done
 
-echo "kvcap SIMT emulator mutations: scale $scale, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
+echo "kvcap SIMT emulator mutations: scale $scale, resident blocks ${KVCAP_SIMT_RESIDENT:-1 to 4 a launch}, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
 g++ "${flags[@]}" -I"$root/include" -c "$root/tests/device/simt/runtime.cpp" -o "$work/runtime.o"
 for m in "${selected[@]}"; do
@@ -71,7 +82,7 @@ open(path, "w").write(text.replace(old, new, 1))
 PY
   g++ "${flags[@]}" -I"$copy/tests/device/simt/include" -I"$copy/include" \
       -c "$copy/tests/device/simt/test_parity_on_cpu.cpp" -o "$work/parity.o"
-  g++ -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
+  g++ -pthread -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
   # An abort is a verdict: an inner shell waits for it, so its "Aborted" notice goes to /dev/null.
   rc=$(bash -c '"$@" > "$0" 2>&1; echo $?' "$work/out.log" env KVCAP_DEVICE_TEST_SCALE="$scale" "$work/t" 2> /dev/null)
   verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')

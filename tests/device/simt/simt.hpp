@@ -9,21 +9,31 @@
 // the CUDA runtime calls (memory is host memory; every call completes before it returns), and
 // include/cub/block/block_scan.cuh stands in for CUB's block scan.
 //
-// How a launch runs: the blocks one after another, in a shuffled order; within a block, every
-// CUDA thread is a fiber (ucontext) with its own stack, and the fibers run in a shuffled order
-// until each reaches a barrier (__syncthreads), a warp collective (__syncwarp, __shfl_*_sync,
-// __ballot_sync) or its end; then the barrier or collective whose threads have all arrived is
-// released, and the next round starts. So a kernel that reads shared memory before the barrier
-// that publishes it, or reuses a CUB scan's storage without one, gets another thread's stale
-// data in some order and fails its parity test. It fails loudly, naming the block and thread,
-// where a GPU would be undefined: threads of a block waiting at different barriers (deadlock),
-// lanes of a warp in different collectives, a partial-warp mask, a thread that spins on a
-// block that has not run, dynamic shared memory beyond what the launch may use. Dynamic shared
-// memory starts each block filled with 0xff bytes (NaN as float), as uninitialised as on a GPU.
+// How a launch runs: its blocks, in a shuffled order, are taken by `resident` workers (OS
+// threads; 1 to 4, drawn for each launch, or KVCAP_SIMT_RESIDENT), each running one block at a
+// time, as an SM holds several blocks at once. Within a block, every CUDA thread is a fiber
+// (ucontext) with its own stack, and the fibers run in a shuffled order until each reaches a
+// barrier (__syncthreads), a warp collective (__syncwarp, __shfl_*_sync, __ballot_sync), a
+// spin-wait's pause (__nanosleep) or its end; then the barrier or collective whose threads have
+// all arrived is released, and the next round starts. Only one worker runs at a time: it holds
+// a baton, and hands it to a worker drawn at random after a barrier, after a round with a
+// spin-wait, and after a fiber's turn with probability 1/32. So the resident blocks interleave
+// at those points, a block's static __shared__ variables are its worker's (thread_local), the
+// emulator's state needs no lock, and a launch is as reproducible as its seed (KVCAP_SIMT_SEED).
 //
-// What it does not check: the GPU's memory model (fibers switch only at barriers, so
-// atomics and fences are trivially ordered), speed, register pressure, or code under
-// __CUDA_ARCH__ (that takes its host branch here). compute-sanitizer on a GPU
+// So a kernel that reads shared memory before the barrier that publishes it, or reuses a CUB
+// scan's storage without one, gets another thread's stale data in some order and fails its
+// parity test; and a block that writes where another resident block has yet to read, for want
+// of waiting on its flag, corrupts that block's input in some order. It fails loudly, naming
+// the block and thread, where a GPU would be undefined: threads of a block waiting at
+// different barriers (deadlock), lanes of a warp in different collectives, a partial-warp mask,
+// a thread that spins on a block that is not resident, dynamic shared memory beyond what the
+// launch may use. Dynamic shared memory starts each block filled with 0xff bytes (NaN as
+// float), as uninitialised as on a GPU.
+//
+// What it does not check: the GPU's memory model (one fiber runs at a time and switches only at
+// the points above, so atomics and fences are trivially ordered), speed, register pressure, or
+// code under __CUDA_ARCH__ (that takes its host branch here). compute-sanitizer on a GPU
 // (tools/device/device_checks.sh) remains the check for races and memory errors there.
 
 #define KVCAP_SIMT_EMULATOR 1
@@ -47,7 +57,10 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <random>
+#include <semaphore>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -62,10 +75,10 @@
 #define __host__
 #undef __launch_bounds__
 #define __launch_bounds__(...)
-// A block's static shared memory: blocks run one after another, so one instance per kernel
-// instantiation is the running block's. (extern __shared__ goes through launch.cuh.)
+// A block's static shared memory: one instance per kernel instantiation and worker, which runs
+// one block at a time. (extern __shared__ goes through launch.cuh.)
 #undef __shared__
-#define __shared__ static
+#define __shared__ static thread_local
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -119,10 +132,13 @@ struct block_run {
   std::vector<warp_exchange> warps;
   unsigned char* shared = nullptr;  ///< dynamic shared memory
   const std::function<void()>* body = nullptr;
+  bool spun = false;                  ///< a fiber paused in a spin-wait this round
+  std::function<void()> pass_baton;   ///< lets the other resident blocks run (empty: none)
 };
 
+/// The block this thread (a worker, or the launching thread) runs.
 inline block_run*& running_block() {
-  static block_run* b = nullptr;
+  static thread_local block_run* b = nullptr;
   return b;
 }
 
@@ -235,11 +251,14 @@ inline bool release_warp(block_run& b, int warp) {
   makecontext(&f.context, fiber_entry, 0);
 }
 
-/// Runs one block to its end (see the file comment).
+/// Runs one block to its end (see the file comment), handing the baton on where it says.
 inline void run_block(block_run& b, stack_pool& stacks, std::mt19937& rng) {
   const int n = static_cast<int>(b.fibers.size());
   for (int i = 0; i < n; ++i) start_fiber(b.fibers[static_cast<std::size_t>(i)], stacks.get(static_cast<std::size_t>(i)));
   b.live = n;
+  const auto maybe_pass = [&](bool always) {
+    if (b.pass_baton && (always || rng() % 32 == 0)) b.pass_baton();
+  };
   std::vector<int> order;
   while (b.live > 0) {
     order.clear();
@@ -247,6 +266,7 @@ inline void run_block(block_run& b, stack_pool& stacks, std::mt19937& rng) {
       if (b.fibers[static_cast<std::size_t>(i)].state == wait_state::running) order.push_back(i);
     if (!order.empty()) {
       std::shuffle(order.begin(), order.end(), rng);
+      b.spun = false;
       for (const int i : order) {
         b.current = &b.fibers[static_cast<std::size_t>(i)];
         if (b.current->state != wait_state::running) continue;
@@ -254,8 +274,10 @@ inline void run_block(block_run& b, stack_pool& stacks, std::mt19937& rng) {
         start_switch(&fake_stack, b.current->stack, stack_pool::stack_bytes);
         swapcontext(&b.scheduler, &b.current->context);
         finish_switch(fake_stack, nullptr, nullptr);
+        b.current = nullptr;
+        maybe_pass(false);
       }
-      b.current = nullptr;
+      if (b.spun) maybe_pass(true);  // the block waits on another: let it run
       continue;
     }
     bool released = false;
@@ -271,6 +293,7 @@ inline void run_block(block_run& b, stack_pool& stacks, std::mt19937& rng) {
     }
     for (fiber& f : b.fibers)
       if (f.state == wait_state::block_barrier) f.state = wait_state::running;
+    maybe_pass(true);
   }
 }
 
@@ -281,6 +304,123 @@ inline std::map<const void*, int>& opted_in_shared() {
   return m;
 }
 
+/// One launch: its geometry and its blocks in the order they are taken. Only the baton's
+/// holder touches it.
+struct grid_run {
+  dim3 grid{}, dim{};
+  std::size_t smem = 0;
+  const std::function<void()>* body = nullptr;
+  std::vector<std::size_t> blocks;
+  std::size_t taken = 0;  ///< blocks a worker has taken
+  std::mt19937 rng;
+};
+
+/// Takes blocks of `g` and runs each to its end, until none is left.
+inline void run_blocks(grid_run& g, stack_pool& stacks, std::function<void()> pass_baton) {
+  const std::size_t threads = std::size_t{g.dim.x} * g.dim.y * g.dim.z;
+  std::vector<uint4> shared((g.smem + sizeof(uint4) - 1) / sizeof(uint4));  // exact: AddressSanitizer sees overruns
+  block_run b;
+  b.grid = g.grid, b.dim = g.dim, b.body = g.body, b.shared = reinterpret_cast<unsigned char*>(shared.data());
+  b.pass_baton = std::move(pass_baton);
+  b.fibers.resize(threads);
+  b.warps.resize((threads + 31) / 32);
+  for (std::size_t i = 0; i < threads; ++i) {
+    fiber& f = b.fibers[i];
+    f.thread = {static_cast<unsigned>(i % g.dim.x), static_cast<unsigned>(i / g.dim.x % g.dim.y),
+                static_cast<unsigned>(i / (std::size_t{g.dim.x} * g.dim.y))};
+    f.warp = static_cast<int>(i / 32), f.lane = static_cast<int>(i % 32);
+  }
+  running_block() = &b;
+  while (g.taken < g.blocks.size()) {
+    const std::size_t i = g.blocks[g.taken++];
+    b.index = {static_cast<unsigned>(i % g.grid.x), static_cast<unsigned>(i / g.grid.x % g.grid.y),
+               static_cast<unsigned>(i / (std::size_t{g.grid.x} * g.grid.y))};
+    if (!shared.empty()) std::memset(shared.data(), 0xff, shared.size() * sizeof(uint4));
+    run_block(b, stacks, g.rng);
+  }
+  running_block() = nullptr;
+}
+
+/// The workers that run a launch's blocks side by side, one at a time (see the file comment):
+/// a worker runs only while it holds the baton, and hands it to a worker drawn at random. A
+/// hand-over is a semaphore's release and acquire, which orders the emulator's reads and writes
+/// from one holder to the next.
+class resident_workers {
+ public:
+  static constexpr int most = 4;
+
+  static resident_workers& instance() {
+    static resident_workers w;
+    return w;
+  }
+
+  /// Runs every block of `g` on `resident` workers; returns when all have finished.
+  void run(grid_run& g, int resident) {
+    grid_ = &g;
+    active_.clear();
+    for (int w = 0; w < resident; ++w) active_.push_back(w);
+    hand_to(active_[g.rng() % active_.size()]);
+    finished_.acquire();
+    grid_ = nullptr;
+  }
+
+  ~resident_workers() {
+    stop_ = true;
+    for (int w = 0; w < most; ++w) baton_[w].release();
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  resident_workers() {
+    for (int w = 0; w < most; ++w) threads_.emplace_back([this, w] { work(w); });
+  }
+
+  void hand_to(int worker) { baton_[worker].release(); }
+
+  void work(int me) {
+    stack_pool stacks;
+    for (;;) {
+      baton_[me].acquire();
+      if (stop_) return;
+      grid_run& g = *grid_;
+      run_blocks(g, stacks, [this, me, &g] { pass(me, g); });
+      active_.erase(std::find(active_.begin(), active_.end(), me));  // no block left to take
+      if (active_.empty())
+        finished_.release();
+      else
+        hand_to(active_[g.rng() % active_.size()]);
+    }
+  }
+
+  /// Hands the baton to a resident worker drawn at random (perhaps this one); returns when
+  /// this worker holds it again.
+  void pass(int me, grid_run& g) {
+    const int next = active_[g.rng() % active_.size()];
+    if (next == me) return;
+    hand_to(next);
+    baton_[me].acquire();
+  }
+
+  std::binary_semaphore baton_[most]{std::binary_semaphore(0), std::binary_semaphore(0), std::binary_semaphore(0),
+                                     std::binary_semaphore(0)};
+  std::binary_semaphore finished_{0};  ///< the last worker of a launch is done
+  std::vector<int> active_;            ///< the workers still running the launch
+  grid_run* grid_ = nullptr;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+/// Blocks resident at once in every launch, 1 to resident_workers::most; 0 (the default
+/// unless KVCAP_SIMT_RESIDENT says otherwise): drawn for each launch.
+inline int& resident_setting() {
+  static int r = [] {
+    const char* s = std::getenv("KVCAP_SIMT_RESIDENT");
+    const int v = s != nullptr ? std::atoi(s) : 0;
+    return v >= 1 && v <= resident_workers::most ? v : 0;
+  }();
+  return r;
+}
+
 inline void run_grid(const void* kernel, dim3 grid, dim3 dim, std::size_t smem, const std::function<void()>& body) {
   static stack_pool stacks;
   static unsigned long launches = 0;
@@ -288,6 +428,7 @@ inline void run_grid(const void* kernel, dim3 grid, dim3 dim, std::size_t smem, 
     const char* s = std::getenv("KVCAP_SIMT_SEED");
     return s != nullptr ? std::strtoul(s, nullptr, 10) : 1ul;
   }();
+  if (running_block() != nullptr) fail("a kernel launched from a kernel");
   const std::size_t threads = std::size_t{dim.x} * dim.y * dim.z;
   if (threads == 0 || threads > 1024) fail("a launch with 0 or more than 1024 threads a block");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) fail("a launch with a bad grid");
@@ -295,32 +436,18 @@ inline void run_grid(const void* kernel, dim3 grid, dim3 dim, std::size_t smem, 
   const std::size_t limit = opt_in != opted_in_shared().end() ? static_cast<std::size_t>(opt_in->second) : 48u << 10;
   if (smem > limit) fail("a launch with more dynamic shared memory than the kernel may use (48 KiB unless opted in)");
 
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(seed * 1000003ul + launches++));
-  std::vector<uint4> shared((smem + sizeof(uint4) - 1) / sizeof(uint4));  // exact: AddressSanitizer sees overruns
-  block_run b;
-  b.grid = grid, b.dim = dim, b.body = &body, b.shared = reinterpret_cast<unsigned char*>(shared.data());
-  b.fibers.resize(threads);
-  b.warps.resize((threads + 31) / 32);
-  for (std::size_t i = 0; i < threads; ++i) {
-    fiber& f = b.fibers[i];
-    f.thread = {static_cast<unsigned>(i % dim.x), static_cast<unsigned>(i / dim.x % dim.y),
-                static_cast<unsigned>(i / (std::size_t{dim.x} * dim.y))};
-    f.warp = static_cast<int>(i / 32), f.lane = static_cast<int>(i % 32);
-  }
-  std::vector<std::size_t> blocks(std::size_t{grid.x} * grid.y * grid.z);
-  for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i] = i;
-  std::shuffle(blocks.begin(), blocks.end(), rng);
-
-  block_run* const outer = running_block();
-  if (outer != nullptr) fail("a kernel launched from a kernel");
-  running_block() = &b;
-  for (const std::size_t i : blocks) {
-    b.index = {static_cast<unsigned>(i % grid.x), static_cast<unsigned>(i / grid.x % grid.y),
-               static_cast<unsigned>(i / (std::size_t{grid.x} * grid.y))};
-    if (!shared.empty()) std::memset(shared.data(), 0xff, shared.size() * sizeof(uint4));
-    run_block(b, stacks, rng);
-  }
-  running_block() = nullptr;
+  grid_run g;
+  g.grid = grid, g.dim = dim, g.smem = smem, g.body = &body;
+  g.rng.seed(static_cast<std::mt19937::result_type>(seed * 1000003ul + launches++));
+  g.blocks.resize(std::size_t{grid.x} * grid.y * grid.z);
+  for (std::size_t i = 0; i < g.blocks.size(); ++i) g.blocks[i] = i;
+  std::shuffle(g.blocks.begin(), g.blocks.end(), g.rng);
+  const int drawn = resident_setting() != 0 ? resident_setting() : 1 + static_cast<int>(g.rng() % resident_workers::most);
+  const int resident = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(drawn), g.blocks.size()));
+  if (resident == 1)
+    run_blocks(g, stacks, {});  // on this thread, one block after another
+  else
+    resident_workers::instance().run(g, resident);
 }
 
 /// kernel(args...) on grid × block threads, converting the arguments as a launch does.
@@ -387,11 +514,11 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) {
     if ((x.arrived[phase] >> lane & 1u) != 0 && x.word[phase][lane] != 0) bits |= 1u << lane;
   return bits;
 }
-/// A spin-wait's pause: the other threads of the block run. Blocks run one after another, so
-/// a thread that waits for another block's progress waits for a block that already ended.
+/// A spin-wait's pause: the other threads of the block run, then the other resident blocks.
 inline void __nanosleep(unsigned) {
   kvcap::simt::fiber& f = kvcap::simt::this_fiber();
-  if (++f.spins > (1ul << 22)) kvcap::simt::fail("a thread spins on work of a block that has not run");
+  if (++f.spins > (1ul << 20)) kvcap::simt::fail("a thread spins on work of a block that is not resident");
+  kvcap::simt::running_block()->spun = true;
   kvcap::simt::suspend(kvcap::simt::wait_state::running);
 }
 inline void __threadfence() {}
@@ -407,11 +534,13 @@ inline int __ffs(int x) { return __builtin_ffs(x); }
 inline int __popc(unsigned x) { return std::popcount(x); }
 inline unsigned __float_as_uint(float f) { return std::bit_cast<unsigned>(f); }
 template <class V>
-inline V atomicAdd(V* p, V v) {  // fibers switch only at barriers: no other thread runs in between
+inline V atomicAdd(V* p, V v) {  // as atomicCAS below
   const V old = *p;
   *p = old + v;
   return old;
 }
+/// One fiber runs at a time and switches only at barriers, collectives and pauses: no other
+/// thread runs in between.
 inline int atomicCAS(int* p, int compare, int value) {
   const int old = *p;
   if (old == compare) *p = value;
@@ -423,7 +552,8 @@ template <class Kernel>
 inline cudaError_t cudaFuncSetAttribute(Kernel* kernel, cudaFuncAttribute attr, int value) {
   return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
 }
-/// A clock that only moves forward (the probe tests order phases by it).
+/// A clock that only moves forward (the probe tests order phases by it; one worker runs at a
+/// time, and the baton's hand-over orders its reads and writes).
 inline long long clock64() {
   static long long now = 0;
   return ++now;

@@ -9,6 +9,8 @@
 #include <numeric>
 #include <vector>
 
+#include <cuda/atomic>
+
 #include <cub/block/block_scan.cuh>
 #include <kvcap/device/launch.cuh>
 
@@ -63,6 +65,32 @@ __global__ void block_scans(long* out) {
 __global__ void count_blocks(int* hits, int* order, int* next) {
   if (threadIdx.x == 0) order[atomicAdd(next, 1)] = static_cast<int>(blockIdx.x + gridDim.x * blockIdx.y);
   atomicAdd(hits + blockIdx.x + gridDim.x * blockIdx.y, 1);
+}
+
+/// Block b sets flags[b], then waits until every block of the grid has set its own: it ends
+/// only if all the blocks are resident at once. Each keeps its index in static shared memory
+/// across the wait, and reports what it reads back there.
+__global__ void wait_for_every_block(int* flags, unsigned* kept) {
+  __shared__ unsigned mine;
+  const unsigned b = blockIdx.x;
+  if (threadIdx.x == 0) mine = b;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    cuda::atomic_ref<int, cuda::thread_scope_device>(flags[b]).store(1, cuda::memory_order_release);
+    for (unsigned other = 0; other < gridDim.x; ++other)
+      while (cuda::atomic_ref<int, cuda::thread_scope_device>(flags[other]).load(cuda::memory_order_acquire) == 0)
+        __nanosleep(100);
+  }
+  __syncthreads();
+  kept[b * blockDim.x + threadIdx.x] = mine;
+}
+
+/// Thread 0 of each block logs its block index after each of `barriers` barriers.
+__global__ void log_barriers(int barriers, int* log, int* next) {
+  for (int i = 0; i < barriers; ++i) {
+    __syncthreads();
+    if (threadIdx.x == 0) log[atomicAdd(next, 1)] = static_cast<int>(blockIdx.x);
+  }
 }
 
 __global__ void read_dynamic_shared(unsigned* out, unsigned words) {
@@ -130,4 +158,45 @@ TEST_CASE("simt: dynamic shared memory starts uninitialised (0xff bytes), its si
   std::vector<unsigned> out(32, 0);
   launch(read_dynamic_shared, 1, 32, 32 * sizeof(unsigned), nullptr, out.data(), 32u);
   for (const unsigned w : out) CHECK(w == 0xffffffffu);
+}
+
+namespace {
+/// Sets the emulator's resident blocks for a scope.
+struct resident_blocks {
+  explicit resident_blocks(int n) : before(kvcap::simt::resident_setting()) { kvcap::simt::resident_setting() = n; }
+  ~resident_blocks() { kvcap::simt::resident_setting() = before; }
+  int before;
+};
+}  // namespace
+
+TEST_CASE("simt: resident blocks run side by side, each with its own static shared memory") {
+  for (const int resident : {2, 4}) {
+    CAPTURE(resident);
+    const resident_blocks scope(resident);
+    std::vector<int> flags(static_cast<std::size_t>(resident), 0);
+    std::vector<unsigned> kept(static_cast<std::size_t>(resident) * 64, 99);
+    launch(wait_for_every_block, resident, 64, 0, nullptr, flags.data(), kept.data());
+    for (std::size_t i = 0; i < kept.size(); ++i) CHECK(kept[i] == i / 64);
+  }
+}
+
+TEST_CASE("simt: resident blocks interleave at barriers; one resident block runs to its end first") {
+  constexpr int blocks = 8, barriers = 8;
+  const auto switches = [&](int resident) {
+    const resident_blocks scope(resident);
+    std::vector<int> log(blocks * barriers, -1);
+    int next = 0;
+    launch(log_barriers, blocks, 64, 0, nullptr, barriers, log.data(), &next);
+    REQUIRE(next == blocks * barriers);
+    std::vector<int> per_block(blocks, 0);
+    int changes = 0;
+    for (std::size_t i = 0; i < log.size(); ++i) {
+      ++per_block[static_cast<std::size_t>(log[i])];
+      changes += i > 0 && log[i] != log[i - 1] ? 1 : 0;
+    }
+    for (const int n : per_block) CHECK(n == barriers);
+    return changes;
+  };
+  CHECK(switches(1) == blocks - 1);  // one block after another
+  CHECK(switches(4) > 2 * blocks);   // a worker drawn at random after each barrier
 }
