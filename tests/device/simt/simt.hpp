@@ -57,7 +57,6 @@
 #include <cstring>
 #include <functional>
 #include <map>
-#include <memory>
 #include <random>
 #include <semaphore>
 #include <thread>
