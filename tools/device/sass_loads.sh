@@ -18,11 +18,9 @@
 #   window_mass    2-byte elements                     32        a key tile, then query rows
 #
 # With --check it fails (exit 1) when a kernel has fewer than its minimum, and exits 77 (a
-# ctest skip) when the tools cannot be fetched: tests/device runs it so. cuobjdump (and the
-# nvdisasm it runs) are not part of the CUDA packages here; they come from PyPI's
-# nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels, unpacked into a scratch folder
-# (nothing is installed). Point INCLUDE_DIR at another checkout's include/ (git worktree add
-# /tmp/old <commit>) to compare commits; a kernel that checkout lacks prints "n/a".
+# ctest skip) when cuobjdump and nvdisasm cannot be fetched (sass_common.sh): tests/device runs
+# it so. Point INCLUDE_DIR at another checkout's include/ (git worktree add /tmp/old <commit>)
+# to compare commits; a kernel that checkout lacks prints "n/a".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 check=0
@@ -34,17 +32,10 @@ include=$(realpath "${1:-include}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-if ! pip download --quiet --no-deps -d "$work/wheel" nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm; then
-  echo "sass_loads: could not fetch cuobjdump and nvdisasm from PyPI: skipped"
-  exit 77
-fi
-for wheel in "$work"/wheel/*.whl; do unzip -q -o "$wheel" -d "$work/tools"; done
-cuobjdump=$(find "$work/tools" -type f -name cuobjdump | head -n 1)
-chmod +x "$cuobjdump" "$(dirname "$cuobjdump")/nvdisasm"
-export PATH="$(dirname "$cuobjdump"):$PATH"
+source tools/device/sass_common.sh
+sass_fetch_tools "$work" sass_loads
 
-# name | pattern of the loads counted | minimum | the kernel's specialisation (its address is
-# taken, which instantiates it whatever its parameters are)
+# name | pattern of the loads counted | minimum | the kernel's specialisation
 kernels=(
   "compact|vector|8|compact_kernel<16, __half, L>"
   "merge|vector|8|reduce_rounds_kernel<__half, L, kvcap::scorers::key_norm, S, kvcap::reducers::merge>"
@@ -56,25 +47,12 @@ failed=0
 printf '%-13s %9s %7s %14s %8s\n' kernel registers spills "loads before" minimum
 for entry in "${kernels[@]}"; do
   IFS='|' read -r name pattern minimum spec <<<"$entry"
-  cat >"$work/$name.cu" <<EOF
-#include <cuda_fp16.h>
-#include <kvcap/device.cuh>
-#include <kvcap/scorers.hpp>
-#include <kvcap/reducers/merge.hpp>
-using L = kvcap::layouts::nhd;
-using S = kvcap::structures::sequence;
-namespace kvcap::device::detail {
-void* address_of_kernel() { return reinterpret_cast<void*>(&$spec); }
-}
-EOF
-  if ! nvcc -std=c++20 -arch=sm_90 -O3 --fmad=false --expt-relaxed-constexpr -diag-suppress=554 -I "$include" \
-    -Xptxas -v -c "$work/$name.cu" -o "$work/$name.o" >"$work/$name.ptxas" 2>&1; then
+  if ! sass_compile "$work" "$name" "$include" "$spec"; then
     printf '%-13s %9s %7s %14s %8s\n' "$name" n/a n/a n/a "$minimum"
     continue
   fi
   registers=$(grep -o 'Used [0-9]* registers' "$work/$name.ptxas" | head -n 1 | awk '{print $2}')
   spills=$(grep -o '[0-9]* bytes spill stores' "$work/$name.ptxas" | head -n 1 | awk '{print $1}')
-  "$cuobjdump" -sass "$work/$name.o" >"$work/$name.sass"
   if [ "$pattern" = vector ]; then
     # 16-byte loads from the cache (generic LD.E.128 or global LDG.E.128) and the 16-byte
     # shared stores that take them.
@@ -87,7 +65,7 @@ EOF
   printf '%-13s %9s %7s %14s %8s\n' "$name" "$registers" "${spills:-0}B" "$loads" "$minimum"
   if [ "$loads" -lt "$minimum" ]; then failed=1; fi
 done
-echo "(loads before: global loads a thread issues before the first shared store that takes them; nvcc $(nvcc --version | sed -n 's/.*\(V[0-9][0-9.]*\).*/\1/p' | tail -n 1), sm_90)"
+echo "(loads before: global loads a thread issues before the first shared store that takes them; nvcc $(sass_nvcc_version), sm_90)"
 if [ "$check" = 1 ] && [ "$failed" = 1 ]; then
   echo "sass_loads: a kernel has fewer loads in flight than its minimum"
   exit 1

@@ -36,11 +36,9 @@ mutations=(
   "compact: waits for the first of the earlier tiles only|include/kvcap/device/compact.cuh|other <= last && other < g|other <= first && other < g"
   "compact: 'read' published before the barrier that ends the staging|include/kvcap/device/compact.cuh|  __syncthreads();
   if (t == 0) {
-    __threadfence();
     flag(ws.tile_done[g]).store(1, cuda::memory_order_release);|  if (t == 0) flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
   __syncthreads();
-  if (t == 0) {
-    __threadfence();"
+  if (t == 0) {"
   "window mass: no barrier before the warps' partial sums are added|include/kvcap/device/window_kernel.cuh|  partial[warp][lane] = acc;
   __syncthreads();|  partial[warp][lane] = acc;"
   "warp stage: no __syncwarp between the stores and the reads|include/kvcap/device/warp_group.cuh|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];

@@ -22,6 +22,14 @@
 // stores that follow it, and the compiler would then wait for each load before issuing the
 // next. tools/device/sass_loads.sh counts the loads in flight in the machine code.
 //
+// A tile's flag is stored with release semantics (device scope) by one thread after the barrier
+// that ends the staging, and polled with acquire semantics by the first warp before the barrier
+// that begins the writes. The barriers order the rest of each block with those threads, so the
+// reads of a tile happen before the writes that overwrite its rows, with no further fence: the
+// inter-block semaphore of CUTLASS (semaphore.h) is built the same way. The CPU emulator runs
+// one thread at a time and cannot see a weaker order; tools/device/sass_ordering.sh checks the
+// machine code for the release, the acquire and the two barriers.
+//
 // `Probe` sees each tile's progress: thread 0 of its block calls it at each compact_phase,
 // with the tile (-1 at `entered`, before the block has taken one), on its own copy of the
 // probe (so a probe may carry a stamp from `entered` to `taken`). The default does nothing and
@@ -155,7 +163,6 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
     stage_m[i] = __ldcg(meta_row(src_slot[i / meta_words]) + i % meta_words);
   __syncthreads();
   if (t == 0) {
-    __threadfence();
     flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
     probe(g, compact_phase::staged);
   }
@@ -173,7 +180,6 @@ __global__ void __launch_bounds__(compact_threads, compact_blocks_per_sm)
     const index_t last = ws.tile_indptr[a] + dst_slot[num_moving - 1] / tile_tokens;
     for (index_t other = first + t; other <= last && other < g; other += 32)
       while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);
-    __threadfence();
   }
   __syncthreads();
   if (t == 0) probe(g, compact_phase::released);

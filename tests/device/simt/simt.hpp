@@ -34,7 +34,9 @@
 // What it does not check: the GPU's memory model (one fiber runs at a time and switches only at
 // the points above, so atomics and fences are trivially ordered), speed, register pressure, or
 // code under __CUDA_ARCH__ (that takes its host branch here). compute-sanitizer on a GPU
-// (tools/device/device_checks.sh) remains the check for races and memory errors there.
+// (tools/device/device_checks.sh) remains the check for races and memory errors there; the
+// order of the compaction's flags between blocks is read from its machine code
+// (tools/device/sass_ordering.sh).
 
 #define KVCAP_SIMT_EMULATOR 1
 
