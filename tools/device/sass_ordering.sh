@@ -73,11 +73,15 @@ read_order() {
       if (polls > 0 && !barrier_after_poll) bad["no barrier between the polls and the writes"] = 1
     }
     { fence = 0 }
+    /MEMBAR|CCTL\.IVALL/ { ++kinds[op()] }
     END {
       if (state == 0) bad["no 32-bit strong global store: the flag is not published at GPU scope"] = 1
       if (state >= 1 && polls == 0) bad["no strong 32-bit load polls the flags: a weak load may be hoisted or served by L1"] = 1
       if (state == 1) bad["no 16-byte store after the flag store: the writes were not found"] = 1
       printf "polls        %d strong 32-bit loads; acquires after them: %d\n", polls, acquires
+      line = ""
+      for (k in kinds) line = line sprintf(" %s ×%d", k, kinds[k])
+      print "fences      " line
       n = 0
       for (b in bad) { print "broken:      " b; ++n }
       if (n == 0) print "ordering:    ok"
