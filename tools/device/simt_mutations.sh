@@ -3,8 +3,9 @@
 # kernels? Applies one known bug at a time to a scratch copy of the sources (a missing barrier,
 # a missing warp sync, an off-by-one in the merge's warp path, a wrong rule or bracket in the
 # merge's rounds, the compaction's staging loop stepping by the wrong copy batch, the
-# compaction's tiles not waiting for the tiles they overwrite or publishing too early), builds the
-# device parity tests for the emulator and runs them on a sample of the randomized cases.
+# compaction's tiles not waiting for the tiles they overwrite, publishing too early or writing
+# before the first warp's polls end), builds the device parity tests for the emulator and runs
+# them on a sample of the randomized cases.
 # Prints one line per mutation: the emulator's verdict, which should be a failure for each
 # but two, which say why they are redundant (a barrier after a round's turns that the next
 # round's barrier already orders; a __syncwarp that the merge's own warp reduction already
@@ -34,6 +35,10 @@ mutations=(
   "compact: the staging loop steps by 4 batches whatever the copy batch|include/kvcap/device/compact.cuh|i += CopyBatch * compact_threads|i += 4 * compact_threads"
   "compact: no wait for the earlier tiles the destinations overwrite|include/kvcap/device/compact.cuh|      while (flag(ws.tile_done[other]).load(cuda::memory_order_acquire) == 0) __nanosleep(100);|      (void)other;"
   "compact: waits for the first of the earlier tiles only|include/kvcap/device/compact.cuh|other <= last && other < g|other <= first && other < g"
+  "compact: no barrier between the first warp's polls and the writes|include/kvcap/device/compact.cuh|  }
+  __syncthreads();
+  if (t == 0) probe(g, compact_phase::released);|  }
+  if (t == 0) probe(g, compact_phase::released);"
   "compact: 'read' published before the barrier that ends the staging|include/kvcap/device/compact.cuh|  __syncthreads();
   if (t == 0) {
     flag(ws.tile_done[g]).store(1, cuda::memory_order_release);|  if (t == 0) flag(ws.tile_done[g]).store(1, cuda::memory_order_release);
