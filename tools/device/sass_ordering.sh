@@ -48,15 +48,16 @@ read_order() {
     function op(  i) { for (i = 1; i <= NF; ++i) if ($i !~ /^(\/\*|@)/) return $i }
     /Function : / { inside = ($0 ~ /compact_kernel/); next }
     !inside { next }
+    # This line: a GPU-scope fence; an acquire (a fence, or the L1 invalidation of ld.acquire).
+    { fence = $0 ~ /MEMBAR\.(SC|ALL)\.(GPU|SYS)/; acquire = fence || $0 ~ /CCTL\.IVALL/ }
+    acquire { ++kinds[op()] }
     /BAR\.SYNC/ {
       ++bars
       if (state == 0) { fenced = 0; loaded = 0 }
       if (state == 1) { if (pending) bad["a poll reaches a barrier with no acquire after it"] = 1; barrier_after_poll = 1 }
       next
     }
-    /MEMBAR\.(SC|ALL)\.(GPU|SYS)/ { fence = 1 }
-    /CCTL\.IVALL/ { fence = 1 }
-    state == 0 && /MEMBAR\.(SC|ALL)\.(GPU|SYS)/ { fenced = 1; fence_name = op() }
+    state == 0 && fence { fenced = 1; fence_name = op() }
     state == 0 && /[ \t]LDG\.E(\.[0-9A-Z]+)?\.STRONG\.GPU/ { loaded = 1 }
     state == 0 && /[ \t]STG?\.E\.STRONG\.(GPU|SYS) / {
       state = 1
@@ -66,14 +67,12 @@ read_order() {
       next
     }
     state == 1 && /[ \t]LDG?\.E\.STRONG\.(GPU|SYS) / { ++polls; pending = 1; barrier_after_poll = 0; next }
-    state == 1 && fence { if (pending) ++acquires; pending = 0 }
+    state == 1 && acquire { if (pending) ++acquires; pending = 0 }
     state == 1 && /[ \t]STG?\.E[. ]/ {
       state = 2
       if (pending) bad["a poll reaches the writes with no acquire after it"] = 1
       if (polls > 0 && !barrier_after_poll) bad["no barrier between the polls and the writes"] = 1
     }
-    { fence = 0 }
-    /MEMBAR|CCTL\.IVALL/ { ++kinds[op()] }
     END {
       if (state == 0) bad["no 32-bit strong global store: the flag is not published at GPU scope"] = 1
       if (state >= 1 && polls == 0) bad["no strong 32-bit load polls the flags: a weak load may be hoisted or served by L1"] = 1
@@ -148,14 +147,7 @@ printf '%-9s %-9s %s\n' expected verdict mutation
 for m in "${mutations[@]}"; do
   IFS='|' read -r -d '' expected name old new < <(printf '%s\0' "$m") || true
   rm -rf "$work/src" && cp -r "$root/include" "$work/src"
-  python3 - "$work/src/kvcap/device/compact.cuh" "$old" "$new" <<'PY'
-import sys
-path, old, new = sys.argv[1:4]
-text = open(path).read()
-if old and old not in text:
-    sys.exit(f"mutation target not found in {path}: {old!r}")
-open(path, "w").write(text.replace(old, new, 1))
-PY
+  python3 tools/device/apply_mutation.py "$work/src/kvcap/device/compact.cuh" "$old" "$new"
   rc=0
   check_include "$work/src" >"$work/mutant.log" 2>&1 || rc=$?
   # caught: every specialisation broken; accepted: none; otherwise how many were.

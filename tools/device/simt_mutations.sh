@@ -75,14 +75,7 @@ for m in "${selected[@]}"; do
   IFS='|' read -r -d '' name file old new < <(printf '%s\0' "$m") || true
   copy="$work/src"
   rm -rf "$copy" && mkdir -p "$copy" && cp -r "$root/include" "$root/tests" "$copy/"
-  python3 - "$copy/$file" "$old" "$new" <<'PY'
-import sys
-path, old, new = sys.argv[1:4]
-text = open(path).read()
-if old not in text:
-    sys.exit(f"mutation target not found in {path}: {old!r}")
-open(path, "w").write(text.replace(old, new, 1))
-PY
+  python3 "$root/tools/device/apply_mutation.py" "$copy/$file" "$old" "$new"
   g++ "${flags[@]}" -I"$copy/tests/device/simt/include" -I"$copy/include" \
       -c "$copy/tests/device/simt/test_parity_on_cpu.cpp" -o "$work/parity.o"
   g++ -pthread -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
