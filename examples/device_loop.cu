@@ -161,6 +161,7 @@ int main() {
       }
       dev::compress_batch<T, Layout> batch{batch_views, budgets};
       batch.windows = windows;  // causal: each window is its chunk's tail
+      batch.appended = std::span<const index_t>(chunk, num_requests);  // NaN/Inf checks: the new tokens only
       batch.lengths_out = lengths_out;
       const dev::status s = dev::compress(workspace, workspace_bytes, batch, policies, stream);  // back to ≤ budget
       if (!s) return std::fprintf(stderr, "compress: %s: %s\n", dev::to_string(s.code), s.argument), 1;

@@ -164,6 +164,7 @@ struct fixture {
   T** v_table = nullptr;
   std::vector<layer_view<T, Layout>> views;
   std::vector<index_t> budgets;
+  std::vector<index_t> appended;  ///< each request's chunk: the tokens whose K and V a call checks
   std::vector<kv_tensor<const T>> windows;  // each request's last window_queries chunk queries
   static constexpr std::size_t elems = static_cast<std::size_t>(capacity * kv_heads * dim);
   static constexpr std::size_t metas = static_cast<std::size_t>(capacity * kv_heads);
@@ -197,6 +198,7 @@ struct fixture {
       k.push_back(kr), v.push_back(vr), meta.push_back(mr);
       views.push_back({kr, vr, mr, make_mapping<Layout>(capacity, kv_heads, dim), capacity});
       budgets.push_back(budget);
+      appended.push_back(chunk);
     }
     const std::size_t q_elems = static_cast<std::size_t>(batch * chunk * q_heads * dim);
     std::vector<T> host_q(q_elems);
@@ -224,6 +226,7 @@ struct fixture {
   dev::compress_batch<T, Layout> batch_view() const {
     dev::compress_batch<T, Layout> b{views, budgets};
     b.windows = windows;  // read by window scorers only
+    b.appended = appended;  // as an engine calls it: the chunk's K and V are checked for NaN and Inf
     return b;
   }
   /// The kept rows that moved, read back from the metadata after a compaction: a row whose
@@ -288,7 +291,7 @@ struct prepared {
 };
 
 struct events {
-  cudaEvent_t e[5];
+  cudaEvent_t e[7];
   events() {
     for (auto& x : e) BENCH_CUDA(cudaEventCreate(&x));
   }
@@ -636,26 +639,30 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
   events ev;
-  double score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, total_ms = 0;
+  double check_ms = 0, score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, total_ms = 0;
   for (auto _ : state) {
     f.restore(stream);
     BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
-    if (!dev::detail::enqueue_upload(run.ws, run.p, b, stream) || !dev::detail::enqueue_scores(run.ws, run.p, policies, stream))
-      std::abort();
+    if (!dev::detail::enqueue_upload(run.ws, run.p, b, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[1], stream));
-    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
+    if (!dev::detail::enqueue_checks(run.ws, run.p, b, dev::needs_of<Scorer, Reducer>, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[2], stream));
-    if (!dev::detail::enqueue_reduce(run.ws, run.p, policies, stream)) std::abort();
+    if (!dev::detail::enqueue_scores(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[3], stream));
-    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[4], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[4]));
-    score_ms += ev.ms(0, 1), select_ms += ev.ms(1, 2), reduce_ms += ev.ms(2, 3), compact_ms += ev.ms(3, 4);
-    total_ms += ev.ms(0, 4);
-    state.SetIterationTime(ev.ms(0, 4) / 1e3);
+    if (!dev::detail::enqueue_reduce(run.ws, run.p, policies, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[5], stream));
+    if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[6], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[6]));
+    // score_us counts the upload, as in runs 1-6 (before the checks existed).
+    check_ms += ev.ms(1, 2), score_ms += ev.ms(0, 1) + ev.ms(2, 3), select_ms += ev.ms(3, 4);
+    reduce_ms += ev.ms(4, 5), compact_ms += ev.ms(5, 6), total_ms += ev.ms(0, 6);
+    state.SetIterationTime(ev.ms(0, 6) / 1e3);
   }
   const double n = static_cast<double>(state.iterations());
-  score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, total_ms /= n;
+  check_ms /= n, score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, total_ms /= n;
   if (!dev::read_status(run.temp)) std::abort();
   f.restore(stream);
   double attention_ms = 0;
@@ -666,6 +673,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   }
   attention_ms /= reps;
   const double flops = fixture<Layout>::attention_flops();
+  state.counters["check_us"] = check_ms * 1e3;  // NaN/Inf in the chunk's K and V (and the window)
   state.counters["score_us"] = score_ms * 1e3;
   state.counters["select_us"] = select_ms * 1e3;
   if constexpr (Reducer::merges) state.counters["merge_us"] = reduce_ms * 1e3;

@@ -262,6 +262,7 @@ struct host_request {
   index_t budget = 0, max_chunk = 0;
   values mode = values::normal;
   index_t next_index = 0, num_protected = 0;
+  index_t last_chunk = 0;  ///< tokens of the last append (the device call's `appended`)
   // Window scorers: most window queries, causal (the chunk's tail) or not, and the window of
   // the next compress (see next_window).
   index_t max_window = 0;
@@ -309,6 +310,7 @@ struct host_request {
       if ((first_tokens || r.chance(0.05)) && num_protected < budget) m.is_protected = true, ++num_protected;
     }
     c->append(0, {k.data(), n, heads, dim, order}, {v.data(), n, heads, dim, order}, meta);
+    last_chunk = n;
   }
 
   /// Random history: a few append + compress rounds, then a last append (no compress).

@@ -87,8 +87,15 @@ TEST_CASE("invalid batches return a status and leave the cache unchanged" * doct
   }
   {
     fixture f(3);
-    f.budgets[2] = 0;
+    f.budgets[2] = -1;
     expect(f, f.batch(), dev::errc::invalid_argument, "budgets[]", 2);
+  }
+  {
+    fixture f(2);
+    std::vector<index_t> appended{8, 41};
+    auto b = f.batch();
+    b.appended = appended;
+    expect(f, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 1);
   }
   {
     fixture f(3);
@@ -169,6 +176,100 @@ TEST_CASE("metadata errors are found on the device; nothing moves; the next call
     f.reupload();
     CHECK(run(f, f.batch()).ok());
   }
+}
+
+TEST_CASE("NaN and Inf in K, V or a window are found on the device; nothing moves" * doctest::skip(no_gpu())) {
+  const std::string k = "views[].k (finite values; at: segment, received: slot)";
+  const std::string v = "views[].v (finite values; at: segment, received: slot)";
+  const auto expect_not_finite = [](fixture& f, dev::compress_batch<__half, layouts::nhd> b, const std::string& argument,
+                                    index_t at, index_t slot) {
+    f.reupload();
+    const dev::status s = run(f, b);
+    CHECK(s.code == dev::errc::not_finite);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == at);
+    CHECK(s.received == slot);
+    f.require_unchanged();
+  };
+  const auto element = [](fixture& f, bool key, index_t view, index_t tok, index_t head, index_t d) -> __half& {
+    auto& img = f.before[view].view;
+    return (key ? img.k : img.v)[img.mapping(tok, head) + d];
+  };
+  fixture f(3);
+  f.budgets[2] = 40;  // view 2 has nothing to drop: it is checked all the same
+  element(f, true, 1, 30, 0, 7) = __float2half(NAN);
+  expect_not_finite(f, f.batch(), k, 2, 30);
+  element(f, true, 1, 30, 0, 7) = __float2half(0.5f);
+  element(f, false, 2, 39, 1, 0) = __float2half(-INFINITY);
+  expect_not_finite(f, f.batch(), v, 5, 39);
+  {  // `appended`: each head's last appended slots are checked, earlier ones are not
+    std::vector<index_t> appended{8, 8, 1};
+    auto b = f.batch();
+    b.appended = appended;
+    expect_not_finite(f, b, v, 5, 39);
+    element(f, false, 2, 39, 1, 0) = __float2half(1.f);
+    element(f, true, 0, 31, 1, 3) = __float2half(INFINITY);  // slot 31 of 40: not among view 0's last 8
+    f.reupload();
+    REQUIRE(run(f, b).ok());
+    element(f, true, 0, 32, 1, 3) = __float2half(NAN);  // slot 32: the first of the last 8
+    expect_not_finite(f, b, k, 1, 32);
+  }
+  {  // an observation window (query heads 4, GQA 2) with a NaN in query 1
+    fixture g(2);
+    const dev::compress_policies<scorers::observation_window> policies{};
+    std::vector<__half> queries(3 * 4 * fixture::dim, __float2half(0.25f));
+    queries[(1 * 4 + 3) * fixture::dim + 5] = __float2half(NAN);
+    device_buffer memory(g.mr, queries.size() * sizeof(__half));
+    KVCAP_TEST_CUDA(cudaMemcpy(memory.data, queries.data(), queries.size() * sizeof(__half), cudaMemcpyHostToDevice));
+    const kv_tensor<const __half> bad{static_cast<const __half*>(memory.data), 3, 4, fixture::dim};
+    std::vector<kv_tensor<const __half>> windows{bad, bad};
+    windows[0].data += 2 * 4 * fixture::dim;  // view 0 sees the last query alone: finite
+    windows[0].num_tokens = 1;
+    auto b = g.batch();
+    b.windows = windows;
+    std::size_t bytes = 0;
+    REQUIRE(dev::compress(nullptr, bytes, b, policies).ok());
+    device_buffer temp(g.mr, bytes);
+    REQUIRE(dev::compress(temp.data, bytes, b, policies).ok());
+    const dev::status s = dev::read_status(temp.data);
+    CHECK(s.code == dev::errc::not_finite);
+    CHECK(std::string(s.argument) == "windows[] (finite values; at: view, received: query)");
+    CHECK(s.at == 1);
+    CHECK(s.received == 1);
+    g.require_unchanged();
+  }
+}
+
+TEST_CASE("budget 0 empties a head; the workspace may start at any address" * doctest::skip(no_gpu())) {
+  fixture f(3), g(3);
+  f.budgets = g.budgets = {0, 16, 0};
+  std::vector<index_t> out(3, -1);
+  auto b = f.batch();
+  b.lengths_out = out;
+  REQUIRE(run(f, b).ok());
+  CHECK(out == std::vector<index_t>{0, 16, 0});
+  // The same call with the workspace 4 bytes past a 256-byte boundary and exactly the queried
+  // bytes: the same result.
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, g.batch(), key_norm_policies).ok());
+  device_buffer temp(g.mr, bytes + 4);
+  REQUIRE(dev::compress(static_cast<std::byte*>(temp.data) + 4, bytes, g.batch(), key_norm_policies).ok());
+  REQUIRE(dev::read_status(static_cast<std::byte*>(temp.data) + 4).ok());
+  for (std::size_t i = 0; i < 3; ++i) {
+    host_image<__half, layouts::nhd> x, y;
+    clone(f.before[i], x), clone(f.before[i], y);
+    f.images[i]->download(x), g.images[i]->download(y);
+    CHECK(compare_storage(x, y) == "");
+  }
+  // A protected token where nothing is kept is one too many.
+  f.before[2].view.meta_at(3, 1).is_protected = true;
+  f.reupload();
+  const dev::status s = run(f, f.batch());
+  CHECK(s.code == dev::errc::budget_below_protected);
+  CHECK(s.at == 5);
+  CHECK(s.expected == 1);
+  CHECK(s.received == 0);
+  f.require_unchanged();
 }
 
 TEST_CASE("workspace: size query, declared bound, no allocation per call" * doctest::skip(no_gpu())) {

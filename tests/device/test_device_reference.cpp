@@ -208,7 +208,7 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
   }
   {
     small_batch sb(3);
-    sb.budgets[1] = 0;
+    sb.budgets[1] = -1;
     expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "budgets[]", 1);
   }
   {
@@ -253,7 +253,7 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
   }
   {
     small_batch sb(2);
-    std::vector<index_t> head_budgets{1, 2, 0, 4};
+    std::vector<index_t> head_budgets{1, 2, -1, 4};
     auto b = sb.batch();
     b.head_budgets = head_budgets;
     b.budgets = {};
@@ -265,6 +265,24 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
     auto b = sb.batch();
     b.lengths_out = out;
     expect_refused(sb, b, dev::errc::invalid_argument, "lengths_out.size()", -1);
+  }
+  {
+    small_batch sb(2);
+    std::vector<index_t> appended{3};
+    auto b = sb.batch();
+    b.appended = appended;
+    expect_refused(sb, b, dev::errc::invalid_argument, "appended.size()", -1);
+    appended = {3, -1};
+    b.appended = appended;
+    expect_refused(sb, b, dev::errc::invalid_argument, "appended[]", 1);
+    appended = {11, 3};
+    b.appended = appended;
+    expect_refused(sb, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 0);
+    std::vector<index_t> head_lengths{10, 10, 10, 2};  // view 1's head 1 holds 2: fewer than 3 appended
+    b.head_lengths = head_lengths;
+    appended = {3, 3};
+    b.appended = appended;
+    expect_refused(sb, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 1);
   }
   {
     small_batch<float, layouts::paged_nhd> sb(2);
@@ -322,6 +340,108 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
   }
 }
 
+TEST_CASE("NaN and Inf in the checked slots' K and V are found, and nothing moves") {
+  // 3 views of 10 slots, 2 heads of 3 dims, budget 4 (view 2: budget 10, nothing to drop).
+  const auto expect_not_finite = [](small_batch<>& sb, dev::compress_batch<float, layouts::nhd> b, std::string argument,
+                                    index_t at, index_t slot) {
+    const auto before = sb.snapshot();
+    const std::vector<token_meta> meta_before(sb.images[0].meta);
+    const dev::status s = run_reference(b);
+    CHECK(s.code == dev::errc::not_finite);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == at);
+    CHECK(s.received == slot);
+    const auto now = sb.snapshot();  // bit for bit: NaN compares unequal to itself
+    REQUIRE(now.size() == before.size());
+    for (std::size_t i = 0; i < now.size(); ++i)
+      CHECK(std::memcmp(now[i].data(), before[i].data(), now[i].size() * sizeof(float)) == 0);
+    CHECK(sb.images[0].meta == meta_before);
+  };
+  const std::string k = "views[].k (finite values; at: segment, received: slot)";
+  const std::string v = "views[].v (finite values; at: segment, received: slot)";
+  const auto k_at = [](small_batch<>& sb, index_t view, index_t tok, index_t head, index_t d) -> float& {
+    return sb.views[view].k[sb.views[view].mapping(tok, head) + d];
+  };
+  const auto v_at = [](small_batch<>& sb, index_t view, index_t tok, index_t head, index_t d) -> float& {
+    return sb.views[view].v[sb.views[view].mapping(tok, head) + d];
+  };
+  {
+    small_batch sb(3);
+    sb.budgets[2] = 10;
+    k_at(sb, 1, 7, 0, 2) = std::numeric_limits<float>::quiet_NaN();
+    expect_not_finite(sb, sb.batch(), k, 2, 7);  // segment 2: view 1, head 0
+  }
+  {
+    small_batch sb(3);
+    sb.budgets[2] = 10;
+    v_at(sb, 0, 0, 1, 0) = -std::numeric_limits<float>::infinity();
+    expect_not_finite(sb, sb.batch(), v, 1, 0);
+  }
+  {  // a view with nothing to drop is checked too, as the host checks every appended chunk
+    small_batch sb(3);
+    sb.budgets[2] = 10;
+    v_at(sb, 2, 9, 1, 1) = std::numeric_limits<float>::infinity();
+    expect_not_finite(sb, sb.batch(), v, 5, 9);
+  }
+  {  // with `appended`, only each head's last appended slots are checked
+    small_batch sb(3);
+    std::vector<index_t> appended{3, 3, 0};
+    auto b = sb.batch();
+    b.appended = appended;
+    k_at(sb, 1, 7, 1, 0) = std::numeric_limits<float>::quiet_NaN();  // slot 7 of 10: among the last 3
+    expect_not_finite(sb, b, k, 3, 7);
+    k_at(sb, 1, 7, 1, 0) = 1.f;
+    k_at(sb, 1, 6, 1, 0) = std::numeric_limits<float>::quiet_NaN();  // slot 6: written before, not checked
+    k_at(sb, 2, 9, 0, 0) = std::numeric_limits<float>::quiet_NaN();  // view 2 appended nothing
+    CHECK(run_reference(b).ok());
+  }
+  {  // per-head lengths: the last appended slots of each head
+    small_batch sb(2);
+    std::vector<index_t> head_lengths{10, 6, 10, 10}, appended{2, 0};
+    auto b = sb.batch();
+    b.head_lengths = head_lengths, b.appended = appended;
+    v_at(sb, 0, 4, 1, 2) = std::numeric_limits<float>::quiet_NaN();  // head 1 holds 6: slots 4 and 5 are checked
+    expect_not_finite(sb, b, v, 1, 4);
+  }
+}
+
+TEST_CASE("budget 0 empties a segment; a protected token there is one too many") {
+  small_batch sb(3);
+  sb.budgets = {0, 4, 0};
+  sb.images[2].view.length = sb.views[2].length = 0;  // and an empty one stays empty
+  std::vector<index_t> out(3, -1);
+  auto b = sb.batch();
+  b.lengths_out = out;
+  REQUIRE(run_reference(b).ok());
+  CHECK(out == std::vector<index_t>{0, 4, 0});
+  sb.views[0].meta_at(5, 1).is_protected = true;
+  const auto before = sb.snapshot();
+  const dev::status s = run_reference(sb.batch());
+  CHECK(s.code == dev::errc::budget_below_protected);
+  CHECK(s.at == 1);
+  CHECK(s.expected == 1);
+  CHECK(s.received == 0);
+  CHECK(sb.snapshot() == before);
+}
+
+TEST_CASE("a workspace may start at any address: its carve starts at the next 256-byte boundary") {
+  small_batch aligned(3);
+  std::size_t bytes = 0;
+  REQUIRE(dev::reference::compress(nullptr, bytes, aligned.batch(), key_norm_policies).ok());
+  std::vector<std::byte> temp(bytes + 256);
+  const auto base = reinterpret_cast<std::uintptr_t>(temp.data());
+  std::byte* const at_boundary = temp.data() + (256 - base % 256) % 256;
+  REQUIRE(dev::reference::compress(at_boundary, bytes, aligned.batch(), key_norm_policies).ok());
+  for (const std::size_t offset : {1, 4, 8, 255}) {  // a base off the boundary, with exactly the queried bytes
+    small_batch moved(3);
+    REQUIRE(dev::reference::compress(at_boundary + offset, bytes, moved.batch(), key_norm_policies).ok());
+    CHECK(moved.snapshot() == aligned.snapshot());
+    for (std::size_t i = 0; i < 3; ++i) CHECK(moved.images[i].meta == aligned.images[i].meta);
+  }
+  CHECK(dev::workspace_base(at_boundary + 1) == at_boundary + 256);
+  CHECK(dev::workspace_base(at_boundary) == at_boundary);
+}
+
 TEST_CASE("window scorers: bad windows are refused with the argument named, and nothing moves") {
   // 3 views of 10 tokens, 2 kv-heads of 3 dims, budget 4; windows of 3 queries × 4 query heads.
   using window_t = kv_tensor<const float>;
@@ -365,6 +485,25 @@ TEST_CASE("window scorers: bad windows are refused with the argument named, and 
   null_data.data = nullptr;
   refused({good, null_data, good}, dev::errc::invalid_argument, "windows[].num_tokens (>= 1 query, at non-null data)", 1);
   refused({window_t{}, good, good}, dev::errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", 0);
+  {  // NaN or Inf in a window, in either order: the query named, nothing moves
+    std::vector<float> bad(queries);
+    bad[(2 * 4 + 1) * 3 + 2] = std::numeric_limits<float>::infinity();  // NHD: query 2, head 1, dim 2
+    const window_t nan_window{bad.data(), 3, 4, 3};
+    const std::string argument = "windows[] (finite values; at: view, received: query)";
+    small_batch sb(3);
+    const dev::status s = run(sb, {good, nan_window, good});
+    CHECK(s.code == dev::errc::not_finite);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.at == 1);
+    CHECK(s.received == 2);
+    window_t hnd = nan_window;
+    hnd.order = kv_layout::hnd;  // element (2·4 + 1)·3 + 2 = 29 is head 3, query 0, dim 2 in HND
+    small_batch sb2(3);
+    const dev::status h = run(sb2, {good, good, hnd});
+    CHECK(h.code == dev::errc::not_finite);
+    CHECK(h.at == 2);
+    CHECK(h.received == 0);
+  }
   window_t long_tail = good;
   long_tail.num_tokens = 11;  // more queries than resident tokens: not the chunk's tail
   refused({good, long_tail, good}, dev::errc::shape_mismatch,
@@ -472,11 +611,12 @@ case_counts reference_matches_host(rng& r, const case_limits& limits = {}) {
   std::vector<host_request<T, Layout, Scorer, Structure, Reducer>> requests(static_cast<std::size_t>(num_requests));
   std::vector<host_image<T, Layout>> images(static_cast<std::size_t>(num_requests));
   std::vector<layer_view<T, Layout>> views;
-  std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1);
+  std::vector<index_t> budgets, lengths_out(static_cast<std::size_t>(num_requests), -1), appended;
   std::vector<kv_tensor<const T>> windows;
   for (index_t i = 0; i < num_requests; ++i) {
     auto& q = requests[i];
     q.drive(r, heads, dim, policies.scorer, policies.structure, limits.max_budget, limits.max_chunk, group, causal);
+    appended.push_back(q.last_chunk);
     const auto& host_view = q.c->layer(0);
     arrange(images[i], r, host_view.capacity(), heads, dim);
     const std::vector<index_t> lengths(static_cast<std::size_t>(heads), host_view.length);
@@ -490,6 +630,7 @@ case_counts reference_matches_host(rng& r, const case_limits& limits = {}) {
   dev::compress_batch<T, Layout> batch{views, budgets};
   batch.lengths_out = lengths_out;
   if (windowed) batch.windows = windows, batch.window_is_chunk_tail = causal;
+  if ((num_requests + heads) % 2 == 0) batch.appended = appended;  // else every resident slot is checked
   std::vector<host_image<T, Layout>> untouched(images.size());  // the whole storage before
   for (std::size_t i = 0; i < images.size(); ++i) clone(images[i], untouched[i]);
   std::size_t bytes = 0;
@@ -726,7 +867,7 @@ TEST_CASE("the device algorithm's window mass is the host's to float rounding, a
     if (n == 1) continue;  // nothing was compressed
     dev::plan_totals p;
     REQUIRE(dev::plan(batch, p, dev::needs_of<scorers::observation_window>).ok());
-    workspace_carver carver(temp.data());
+    workspace_carver carver(dev::workspace_base(temp.data()));
     const auto ws = dev::carve<T, layouts::nhd>(carver, p, dev::needs_of<scorers::observation_window>);
     REQUIRE(p.active_segments == heads);
     for (index_t head = 0; head < heads; ++head) {

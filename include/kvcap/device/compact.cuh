@@ -40,6 +40,7 @@
 
 #include "launch.cuh"
 #include "score_kernel.cuh"
+#include "vectors.cuh"
 
 namespace kvcap::device::detail {
 
@@ -48,14 +49,6 @@ inline constexpr int copy_batch = 4;  ///< vectors of K (and of V) a thread has 
 /// Blocks of the planned staging (≤ staging_bytes_limit, plus 7 KiB of tables) that fit an
 /// H100/H200 SM's 228 KiB: registers are kept to what lets as many reside (≤ 51 a thread).
 inline constexpr int compact_blocks_per_sm = 5;
-
-template <int Bytes>
-struct vector_of;
-template <> struct vector_of<16> { using type = uint4; };
-template <> struct vector_of<8> { using type = uint2; };
-template <> struct vector_of<4> { using type = unsigned int; };
-template <> struct vector_of<2> { using type = unsigned short; };
-template <> struct vector_of<1> { using type = unsigned char; };
 
 /// The points of a tile's progress a compaction probe is told of, in order.
 enum class compact_phase : int {

@@ -18,16 +18,18 @@
 // segment, stably and in place. No copy of the cache is made and nothing is allocated.
 //
 // Host-side checks (the host executor's, see ragged_plan.cuh) come back as the returned
-// status before anything is enqueued. Metadata checks run on the device and, on failure,
-// leave the cache unchanged and a report for read_status. The lengths the call leaves are
+// status before anything is enqueued. The checks of what lives on the device (metadata, NaN
+// and Inf in K, V and windows: status.cuh) run there and, on failure, leave the cache
+// unchanged and a report for read_status. The lengths the call leaves are
 // written to batch.lengths_out / head_lengths_out on the host right away (they follow from
 // the inputs: min(length, budget)); they hold if read_status is ok.
 //
-// What the call enqueues on `stream`: 2 memsets, up to 5 small host-to-device copies of the
-// batch description (views, budgets, per-head lengths and budgets, windows; from pageable
+// What the call enqueues on `stream`: 1 memset, up to 6 small host-to-device copies of the
+// batch description (views, budgets, per-head lengths and budgets, appended, windows; from pageable
 // memory they are staged by the driver before the call returns, so the spans may be reused at
 // once; to capture the call in a CUDA graph, keep the spans in page-locked memory and
-// unchanged until the graph runs), and 4 to 11 kernels.
+// unchanged until the graph runs), and up to 13 kernels. The workspace may start anywhere:
+// the size query includes the room to align its carve to 256 bytes.
 // There is no synchronisation and no device query.
 
 #include <cuda_runtime_api.h>
@@ -35,6 +37,7 @@
 #include <cstdint>
 
 #include "compact.cuh"
+#include "finite_check.cuh"
 #include "launch.cuh"
 #include "ordered_sums.cuh"
 #include "plan_kernel.cuh"
@@ -84,7 +87,7 @@ template <class T, class Layout>
 status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
                       cudaStream_t stream) {
   KVCAP_CUDA_TRY(cudaMemsetAsync(ws.report, 0, sizeof(device_report), stream));
-  if (p.active_segments == 0) return ok_status;
+  if (p.active_segments == 0 && p.checked_tokens == 0) return ok_status;
   KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.views, batch.views.data(), batch.views.size_bytes(), cudaMemcpyHostToDevice, stream));
   if (ws.budgets)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes(), cudaMemcpyHostToDevice, stream));
@@ -94,9 +97,47 @@ status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& 
   if (ws.head_budgets)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes(),
                                    cudaMemcpyHostToDevice, stream));
+  if (ws.appended)
+    KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.appended, batch.appended.data(), batch.appended.size_bytes(),
+                                   cudaMemcpyHostToDevice, stream));
   if (ws.windows)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.windows, batch.windows.data(), batch.windows.size_bytes(), cudaMemcpyHostToDevice,
                                    stream));
+  return ok_status;
+}
+
+template <int VecBytes, class T, class Layout>
+status launch_finite_kv(const workspace_layout<T, Layout>& ws, const plan_totals& p, cudaStream_t stream) {
+  constexpr int bytes = VecBytes > static_cast<int>(sizeof(T)) ? VecBytes : static_cast<int>(sizeof(T));
+  const dim3 grid(static_cast<unsigned int>((p.checked_max + finite_rows - 1) / finite_rows),
+                  static_cast<unsigned int>(p.num_segments < 65535 ? p.num_segments : 65535));
+  launch(finite_kv_kernel<bytes, T, Layout>, grid, finite_threads, 0, stream, ws, p.num_segments, p.num_kv_heads);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
+/// NaN and Inf in the checked slots' K and V and, for window scorers, in the windows
+/// (finite_check.cuh): a report, before anything moves.
+template <class T, class Layout>
+status enqueue_checks(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
+                      policy_needs needs, cudaStream_t stream) {
+  if (p.checked_tokens > 0) {
+    status s;
+    switch (vector_bytes(batch, p.head_dim)) {
+      case 16: s = launch_finite_kv<16>(ws, p, stream); break;
+      case 8: s = launch_finite_kv<8>(ws, p, stream); break;
+      case 4: s = launch_finite_kv<4>(ws, p, stream); break;
+      case 2: s = launch_finite_kv<2>(ws, p, stream); break;
+      default: s = launch_finite_kv<1>(ws, p, stream); break;
+    }
+    if (!s) return s;
+  }
+  if (needs.window_mass && p.window_elements > 0) {
+    const dim3 grid(static_cast<unsigned int>((p.window_elements + finite_window_elements - 1) / finite_window_elements),
+                    static_cast<unsigned int>(p.num_views < 65535 ? p.num_views : 65535));
+    launch(finite_window_kernel<T, Layout>, grid, finite_threads, 0, stream, ws, p.num_views);
+    KVCAP_CUDA_LAUNCHED(stream);
+  }
   return ok_status;
 }
 
@@ -236,9 +277,10 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
   if (temp_storage_bytes < need)
     return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
                            static_cast<index_t>(temp_storage_bytes));
-  workspace_carver w(d_temp_storage);
+  workspace_carver w(workspace_base(d_temp_storage));
   const auto ws = carve<T, Layout>(w, p, needs_of<Scorer, Reducer>);
   if (status s = enqueue_upload(ws, p, batch, stream); !s) return s;
+  if (status s = enqueue_checks(ws, p, batch, needs_of<Scorer, Reducer>, stream); !s) return s;
   if (status s = enqueue_scores(ws, p, policies, stream); !s) return s;
   if (status s = enqueue_select(ws, p, stream); !s) return s;
   if (status s = enqueue_reduce<Tune.rounds_min_ready>(ws, p, policies, stream); !s) return s;
@@ -268,7 +310,7 @@ template <any_scorer Scorer, class T, layout Layout>
 /// `stream`). ok when they passed, or the failure (the cache was left unchanged).
 [[nodiscard]] inline status read_status(const void* d_temp_storage, cudaStream_t stream = 0) {
   device_report report;
-  KVCAP_CUDA_TRY(cudaMemcpyAsync(&report, d_temp_storage, sizeof report, cudaMemcpyDeviceToHost, stream));
+  KVCAP_CUDA_TRY(cudaMemcpyAsync(&report, workspace_base(d_temp_storage), sizeof report, cudaMemcpyDeviceToHost, stream));
   KVCAP_CUDA_TRY(cudaStreamSynchronize(stream));
   return to_status(report);
 }

@@ -53,6 +53,11 @@ struct compress_batch {
   /// The windows are the chunks' last w queries (causal: query j sees slots ≤ length − w + j),
   /// or a proxy such as the question that sees every resident token.
   bool window_is_chunk_tail = true;
+  /// (views) optional: the tokens appended to every head of each view since it was last
+  /// compressed (its chunk). The call checks the K and V of each head's last appended[view]
+  /// slots for NaN and Inf, as the host executor's append checks a chunk; {}: every resident
+  /// slot of every head. Every view is checked, whether or not it has tokens to drop.
+  std::span<const index_t> appended = {};
 };
 
 /// The policies a device compress runs: the scorer, the structure model its (and the
@@ -133,7 +138,10 @@ struct plan_totals {
   index_t max_length = 0;       ///< longest active segment
   index_t window_rows = 0;      ///< window scorers: most window queries × GQA group of a view
   bool window_causal = true;    ///< window scorers: the windows are the chunks' tails
-  bool head_lengths = false, head_budgets = false;
+  index_t checked_tokens = 0;   ///< slots whose K and V are checked for NaN and Inf, all segments
+  index_t checked_max = 0;      ///< most checked slots of one segment
+  index_t window_elements = 0;  ///< window scorers: most elements of one view's window
+  bool head_lengths = false, head_budgets = false, appended = false;
 };
 
 /// The sub-buffers of one call's workspace (device memory for the device executor, host
@@ -145,6 +153,7 @@ struct workspace_layout {
   index_t* budgets = nullptr;                // (views) copy, or nullptr with head_budgets
   index_t* head_lengths = nullptr;           // (segments) copy, or nullptr
   index_t* head_budgets = nullptr;           // (segments) copy, or nullptr
+  index_t* appended = nullptr;               // (views) copy, or nullptr: every slot is checked
   plan_segment* segments = nullptr;          // (active)
   index_t* token_indptr = nullptr;           // (active + 1)
   index_t* tile_indptr = nullptr;            // (active + 1)
@@ -172,6 +181,7 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
   ws.budgets = p.head_budgets ? nullptr : w.template take<index_t>(p.num_views);
   ws.head_lengths = p.head_lengths ? w.template take<index_t>(p.num_segments) : nullptr;
   ws.head_budgets = p.head_budgets ? w.template take<index_t>(p.num_segments) : nullptr;
+  ws.appended = p.appended ? w.template take<index_t>(p.num_views) : nullptr;
   ws.segments = w.template take<plan_segment>(p.active_segments);
   ws.token_indptr = w.template take<index_t>(p.active_segments + 1);
   ws.tile_indptr = w.template take<index_t>(p.active_segments + 1);
@@ -197,11 +207,32 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
   return ws;
 }
 
+/// Bytes of a call's workspace: the carve, plus room to start it at the first 256-byte
+/// boundary of any buffer (CUB's convention: a caller's base need not be aligned).
 template <class T, layout Layout>
 constexpr std::size_t workspace_bytes(const plan_totals& p, policy_needs needs) {
   workspace_carver w;
   carve<T, Layout>(w, p, needs);
-  return w.bytes();
+  return w.bytes() + (workspace_alignment - 1);
+}
+
+/// Where a call's carve starts in the caller's buffer (its report first: read_status).
+inline void* workspace_base(void* buffer) {
+  const auto at = reinterpret_cast<std::uintptr_t>(buffer);
+  return reinterpret_cast<void*>((at + (workspace_alignment - 1)) / workspace_alignment * workspace_alignment);
+}
+inline const void* workspace_base(const void* buffer) { return workspace_base(const_cast<void*>(buffer)); }
+
+/// The query (token) of element `e` of a window, in either order.
+template <class T>
+KVCAP_HOST_DEVICE constexpr index_t window_query_of(const kv_tensor<const T>& w, index_t e) {
+  return w.order == kv_layout::nhd ? e / (w.num_heads * w.head_dim) : e / w.head_dim % w.num_tokens;
+}
+
+/// The first of a segment's `length` slots whose K and V a call checks for NaN and Inf
+/// (compress_batch::appended; `appended` null: every slot).
+KVCAP_HOST_DEVICE constexpr index_t first_checked_slot(index_t length, const index_t* appended, index_t view) {
+  return appended != nullptr ? length - appended[view] : 0;
 }
 
 /// Workspace bytes that serve every call within `limits` (with or without per-head spans),
@@ -257,8 +288,9 @@ constexpr status check_windows(const compress_batch<T, Layout>& batch, plan_tota
       return status::failure(errc::shape_mismatch, "windows[].num_heads", view, q_heads, w.num_heads);
     if (w.head_dim != p.head_dim)
       return status::failure(errc::shape_mismatch, "windows[].head_dim", view, p.head_dim, w.head_dim);
-    const index_t rows = w.num_tokens * (q_heads / p.num_kv_heads);
+    const index_t rows = w.num_tokens * (q_heads / p.num_kv_heads), elements = w.num_tokens * q_heads * p.head_dim;
     p.window_rows = rows > p.window_rows ? rows : p.window_rows;
+    p.window_elements = elements > p.window_elements ? elements : p.window_elements;
   }
   if (window_block_rows(p.head_dim) == 0)
     return status::failure(errc::invalid_argument, "views[].mapping.head_dim (window scorers)", 0, window_max_head_dim,
@@ -278,6 +310,7 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   p.window_causal = batch.window_is_chunk_tail;
   p.head_lengths = !batch.head_lengths.empty();
   p.head_budgets = !batch.head_budgets.empty();
+  p.appended = !batch.appended.empty();
   if (num_views == 0) return ok_status;
   const auto& first = batch.views[0].mapping;
   p.num_kv_heads = first.num_heads;
@@ -304,6 +337,9 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   if (!sized(batch.lengths_out, num_views))
     return status::failure(errc::invalid_argument, "lengths_out.size()", -1, num_views,
                            static_cast<index_t>(batch.lengths_out.size()));
+  if (!sized(batch.appended, num_views))
+    return status::failure(errc::invalid_argument, "appended.size()", -1, num_views,
+                           static_cast<index_t>(batch.appended.size()));
   if (!sized(batch.head_lengths_out, p.num_segments))
     return status::failure(errc::invalid_argument, "head_lengths_out.size()", -1, p.num_segments,
                            static_cast<index_t>(batch.head_lengths_out.size()));
@@ -329,8 +365,10 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
                                0, 1);
     if (!p.head_lengths && (v.length < 0 || v.length > v.mapping.capacity))
       return status::failure(errc::capacity_exceeded, "views[].length", view, v.mapping.capacity, v.length);
-    if (!p.head_budgets && batch.budgets[view] <= 0)
-      return status::failure(errc::invalid_argument, "budgets[]", view, 1, batch.budgets[view]);
+    if (!p.head_budgets && batch.budgets[view] < 0)
+      return status::failure(errc::invalid_argument, "budgets[]", view, 0, batch.budgets[view]);
+    if (p.appended && batch.appended[view] < 0)
+      return status::failure(errc::invalid_argument, "appended[]", view, 0, batch.appended[view]);
   }
   const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
   const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
@@ -340,7 +378,14 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
     const index_t capacity = batch.views[segment / p.num_kv_heads].mapping.capacity;
     if (p.head_lengths && (e.length < 0 || e.length > capacity))
       return status::failure(errc::capacity_exceeded, "head_lengths[]", segment, capacity, e.length);
-    if (p.head_budgets && e.keep <= 0) return status::failure(errc::invalid_argument, "head_budgets[]", segment, 1, e.keep);
+    if (p.head_budgets && e.keep < 0) return status::failure(errc::invalid_argument, "head_budgets[]", segment, 0, e.keep);
+    if (p.appended && batch.appended[segment / p.num_kv_heads] > e.length)
+      return status::failure(errc::capacity_exceeded, "appended[] (<= every head's resident tokens)",
+                             segment / p.num_kv_heads, e.length, batch.appended[segment / p.num_kv_heads]);
+    const index_t checked =
+        e.length - first_checked_slot(e.length, p.appended ? batch.appended.data() : nullptr, segment / p.num_kv_heads);
+    p.checked_tokens += checked;
+    p.checked_max = checked > p.checked_max ? checked : p.checked_max;
     if (!e.active()) continue;
     ++p.active_segments;
     p.tokens += e.length;

@@ -113,6 +113,35 @@ void window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, in
   }
 }
 
+/// NaN and Inf in the checked slots' K and V and, with `windows`, in the windows (the device's
+/// finite_check.cuh, sequentially): the first failure in (segment, slot, K before V) order,
+/// then in view order, is reported.
+template <class T, layout Layout>
+void check_finite(const workspace_layout<T, Layout>& ws, const plan_totals& p, bool windows) {
+  const auto report = [&](finite_input input, index_t at, index_t received) {
+    if (ws.report->code == 0)
+      *ws.report = {static_cast<std::int32_t>(errc::not_finite), static_cast<std::int32_t>(input), at, 0, received};
+  };
+  const auto finite = [](const T& x) { return std::isfinite(static_cast<float>(x)); };
+  for (index_t segment = 0; segment < p.num_segments; ++segment) {
+    const index_t view = segment / p.num_kv_heads, head = segment % p.num_kv_heads;
+    const layer_view<T, Layout>& v = ws.views[view];
+    const index_t length =
+        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment).length;
+    for (index_t slot = first_checked_slot(length, ws.appended, view); slot < length; ++slot)
+      for (index_t d = 0; d < p.head_dim; ++d) {
+        if (!finite(v.k[v.mapping(slot, head) + d])) report(finite_input::k, segment, slot);
+        if (!finite(v.v[v.mapping(slot, head) + d])) report(finite_input::v, segment, slot);
+      }
+  }
+  if (!windows) return;
+  for (index_t view = 0; view < p.num_views; ++view) {
+    const kv_tensor<const T>& w = ws.windows[view];
+    for (index_t e = 0; e < w.size(); ++e)
+      if (!finite(w.data[e])) report(finite_input::window, view, window_query_of(w, e));
+  }
+}
+
 /// Compacts tile `tile` of a segment: stages the rows of its kept slots that move, then
 /// writes them to their destinations (the device's compact kernel, one tile).
 template <class T, layout Layout>
@@ -146,8 +175,8 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
 
 /// The device executor's `compress`, on host memory (views, block tables and head indptrs
 /// in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
-/// nullptr only `temp_bytes` is written. Metadata errors are returned directly (and also
-/// left in the workspace's report, as on the device).
+/// nullptr only `temp_bytes` is written. The device-side checks' errors are returned
+/// directly (and also left in the workspace's report, as on the device).
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
                 const compress_policies<Scorer, Structure, Reducer>& policies) {
@@ -163,7 +192,7 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   if (temp_bytes < need)
     return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
                            static_cast<index_t>(temp_bytes));
-  workspace_carver w(h_temp);
+  workspace_carver w(workspace_base(h_temp));
   const auto ws = carve<T, Layout>(w, p, needs);
   *ws.report = {};
   if (p.num_views == 0) return ok_status;
@@ -171,8 +200,10 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   if (ws.budgets) std::memcpy(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes());
   if (ws.head_lengths) std::memcpy(ws.head_lengths, batch.head_lengths.data(), batch.head_lengths.size_bytes());
   if (ws.head_budgets) std::memcpy(ws.head_budgets, batch.head_budgets.data(), batch.head_budgets.size_bytes());
+  if (ws.appended) std::memcpy(ws.appended, batch.appended.data(), batch.appended.size_bytes());
   if (ws.windows) std::memcpy(ws.windows, batch.windows.data(), batch.windows.size_bytes());
   plan_segments(ws, p);
+  check_finite(ws, p, needs.window_mass);
 
   // Score, check and select every active segment.
   for (index_t a = 0; a < p.active_segments; ++a) {

@@ -26,9 +26,12 @@ namespace kvcap::device::detail {
 
 inline constexpr int token_threads = 256;
 
-/// First failure wins: writes the report only if none was written yet.
-__device__ inline void report_failure(device_report* report, errc code, index_t at, index_t expected, index_t received) {
+/// First failure wins: writes the report only if none was written yet (device_report says
+/// what `at`, `expected` and `received` hold for each code).
+__device__ inline void report_failure(device_report* report, errc code, index_t at, index_t expected, index_t received,
+                                      finite_input input = {}) {
   if (atomicCAS(&report->code, 0, static_cast<std::int32_t>(code)) == 0) {
+    report->input = static_cast<std::int32_t>(input);
     report->at = at;
     report->expected = expected;
     report->received = received;

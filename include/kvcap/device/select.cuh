@@ -41,8 +41,18 @@ __global__ void __launch_bounds__(select_threads)
     num_protected = 0;
   }
   __syncthreads();
-  if (keep >= n || keep <= 0) {  // not planned as active; kept for completeness
-    if (t == 0) ws.selections[a] = keep <= 0 ? selection::none() : selection::all(n);
+  if (keep <= 0) {  // budget 0: nothing is kept, so any protected token is one too many
+    index_t mine = 0;
+    for (index_t i = t; i < n; i += select_threads) mine += static_cast<index_t>(keys[i] >> 63);
+    index_t total;
+    scan(temp).ExclusiveSum(mine, mine, total);
+    if (t == 0) {
+      ws.selections[a] = selection::none();
+      if (total > 0)
+        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, total, keep);
+    }
+  } else if (keep >= n) {  // not planned as active; kept for completeness
+    if (t == 0) ws.selections[a] = selection::all(n);
   } else {
     for (bool first = true;; first = false) {
       hist[t] = 0;

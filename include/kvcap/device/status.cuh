@@ -8,12 +8,12 @@
 // error other than `cuda_error` has enqueued nothing: the cache is unchanged. A `cuda_error`
 // carries the cudaError_t of the failing runtime call and the file and line of the call.
 //
-// Two checks need the cache's metadata, which lives on the device: more protected tokens
-// resident than the budget (the host executor's compress_to check) and logical indices that
-// do not increase along a head (the host executor's append check). The device finds them
-// before anything moves, writes a `device_report` into the workspace and then moves nothing:
-// the cache is unchanged. The host learns of it with `read_status` (which waits for the
-// stream) or by copying the report itself.
+// Three checks need what lives on the device: more protected tokens resident than the budget
+// (the host executor's compress_to check), logical indices that do not increase along a head
+// and NaN or Inf in K, V (the host executor's append checks) or an observation window (its
+// compress check). The device finds them before anything moves, writes a `device_report` into
+// the workspace and then moves nothing: the cache is unchanged. The host learns of it with
+// `read_status` (which waits for the stream) or by copying the report itself.
 //
 // This header is plain C++ (any C++20 compiler); the CUDA helper macros appear only when
 // compiled by a CUDA compiler, or with the CPU SIMT emulator (launch.cuh).
@@ -26,7 +26,7 @@ namespace kvcap::device {
 
 enum class errc : std::int32_t {
   ok = 0,
-  invalid_argument,     ///< a null pointer, a wrong span size, a non-positive budget or extent
+  invalid_argument,     ///< a null pointer, a wrong span size, a negative budget, a non-positive extent
   shape_mismatch,       ///< heads or dims differ between views
   capacity_exceeded,    ///< a length above its capacity, or a capacity beyond 2^31 slots
   workspace_too_small,  ///< temp_storage_bytes is below what the size query returned
@@ -34,6 +34,7 @@ enum class errc : std::int32_t {
   // Found on the device, from the metadata (reported through device_report):
   budget_below_protected,  ///< a segment holds more protected tokens than its budget
   meta_out_of_order,       ///< logical indices do not strictly increase along a head
+  not_finite,              ///< NaN or Inf in K, V (of the checked slots) or a window
 };
 
 constexpr const char* to_string(errc e) {
@@ -46,6 +47,7 @@ constexpr const char* to_string(errc e) {
     case errc::cuda_error: return "CUDA error";
     case errc::budget_below_protected: return "budget below the protected tokens";
     case errc::meta_out_of_order: return "metadata out of order";
+    case errc::not_finite: return "not finite";
   }
   return "unknown";
 }
@@ -72,12 +74,21 @@ struct [[nodiscard]] status {
 
 inline constexpr status ok_status{};
 
-/// What the device writes when a metadata check fails (the first failure wins); zero when
-/// all is well. It sits at the start of the workspace.
+/// Which input a not_finite report is about.
+enum class finite_input : std::int32_t { k = 0, v = 1, window = 2 };
+
+/// What the device writes when a check fails (the first failure wins); zero when all is well.
+/// It sits at the start of the workspace.
+///   budget_below_protected  at: segment (view · kv_heads + head); expected: its protected
+///                           tokens; received: its budget
+///   meta_out_of_order       at: segment; expected: above the previous slot's index; received:
+///                           the index found
+///   not_finite              input: K, V or window; at: segment (K, V) or view (window);
+///                           received: the slot (K, V) or the window's query
 struct device_report {
-  std::int32_t code = 0;  ///< an errc
-  std::int32_t pad_ = 0;
-  index_t at = -1;        ///< segment (view · kv_heads + head)
+  std::int32_t code = 0;   ///< an errc
+  std::int32_t input = 0;  ///< not_finite: a finite_input
+  index_t at = -1;
   index_t expected = 0, received = 0;
 };
 
@@ -85,8 +96,14 @@ struct device_report {
 constexpr status to_status(const device_report& r) {
   const auto code = static_cast<errc>(r.code);
   if (code == errc::ok) return ok_status;
-  const char* argument = code == errc::budget_below_protected ? "budgets[] (protected tokens resident)"
-                                                              : "meta[].index (strictly increasing along each head)";
+  const char* argument = "meta[].index (strictly increasing along each head)";
+  if (code == errc::budget_below_protected) argument = "budgets[] (protected tokens resident)";
+  if (code == errc::not_finite) {
+    const auto input = static_cast<finite_input>(r.input);
+    argument = input == finite_input::k   ? "views[].k (finite values; at: segment, received: slot)"
+               : input == finite_input::v ? "views[].v (finite values; at: segment, received: slot)"
+                                          : "windows[] (finite values; at: view, received: query)";
+  }
   return status::failure(code, argument, r.at, r.expected, r.received);
 }
 
