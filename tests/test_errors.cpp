@@ -382,3 +382,210 @@ TEST_CASE("bad shapes are refused at construction and allocate nothing") {
   comp fine(good, {.budget = {4}}, &counted);
   CHECK(counted.allocations() == 2 * 3 + 1);  // K, V, meta per layer + one workspace
 }
+
+TEST_CASE("a head-adaptive floor fraction outside [0, 1] is refused at construction, allocating nothing") {
+  host::counting_resource counted;
+  using comp = host::compressor<float, layouts::varlen, scorers::key_norm, budgets::head_adaptive>;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 2, .max_chunk = 4};
+  for (const double fraction : {-0.5, 1.5, std::numeric_limits<double>::quiet_NaN(),
+                                std::numeric_limits<double>::infinity()}) {
+    CAPTURE(fraction);
+    try {
+      comp c(shape, {.budget = {.tokens = 4, .min_head_fraction = fraction}}, &counted);
+      FAIL("constructed with min_head_fraction ", fraction);
+    } catch (const error& e) {
+      CHECK(e.argument() == "budget.min_head_fraction");
+      CHECK(e.expected() == "a finite fraction in [0, 1]");
+    }
+  }
+  CHECK(counted.allocations() == 0);
+  const comp none(shape, {.budget = {.tokens = 4, .min_head_fraction = 0.0}}, &counted);
+  const comp all(shape, {.budget = {.tokens = 4, .min_head_fraction = 1.0}}, &counted);
+  CHECK(all.policy().budget.head_floor() == 4);
+}
+
+TEST_CASE_TEMPLATE("a paged engine view that does not address its pool is refused, writing and allocating nothing",
+                   Layout, layouts::paged_nhd, layouts::paged_hnd) {
+  // 2 heads, dim 3, budget 5 + max_chunk 3 = capacity 8: pages of 4, 2 logical pages, a pool
+  // of 3 pages, block table {2, 0}.
+  using comp = host::compressor<float, Layout, scorers::key_norm, budgets::fixed_tokens>;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 3, .max_chunk = 3};
+  std::vector<std::int32_t> table = {2, 0};
+  typename Layout::mapping good{.capacity = 8, .num_heads = 2, .head_dim = 3};
+  good.page_size = 4, good.num_pages = 3, good.block_table = table.data();
+  std::vector<float> k(static_cast<std::size_t>(good.required_span_size())), v(k.size());
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<float>(i), v[i] = -static_cast<float>(i);
+  std::vector<token_meta> meta(8 * 2);
+  for (std::size_t i = 0; i < meta.size(); ++i) meta[i].index = static_cast<std::int64_t>(100 + i);
+  const auto k0 = k, v0 = v;
+  const auto meta0 = meta;
+  host::counting_resource counted;
+  auto expect = [&](auto spoil, const std::string& argument, const std::string& in_message) {
+    auto m = good;
+    spoil(m);
+    const layer_view<float, Layout> view{k.data(), v.data(), meta.data(), m, 0};
+    try {
+      comp c(shape, {.budget = {5}}, std::span<const layer_view<float, Layout>>(&view, 1), &counted);
+      FAIL("constructed over a bad ", argument);
+    } catch (const error& e) {
+      CHECK(e.argument() == argument);
+      CHECK_MESSAGE(std::string(e.what()).find(in_message) != std::string::npos, e.what());
+    }
+    CHECK(counted.allocations() == 0);
+    CHECK(k == k0);
+    CHECK(v == v0);
+    CHECK(meta == meta0);
+  };
+  expect([](auto& m) { m.page_size = 0; }, "engine_layers[layer].mapping.page_size", "> 0, got 0");
+  expect([](auto& m) { m.page_size = -4; }, "engine_layers[layer].mapping.page_size", "got -4");
+  expect([](auto& m) { m.num_pages = -1; }, "engine_layers[layer].mapping.num_pages", ">= 0");
+  expect([](auto& m) { m.block_table = nullptr, m.num_pages = 1; }, "engine_layers[layer].mapping.num_pages",
+         ">= the logical pages of the capacity = 2");
+  table = {2, 3};
+  expect([](auto&) {}, "engine_layers[layer].mapping.block_table[]", "in [0, 3), at logical page 1, got 3");
+  table = {-1, 0};
+  expect([](auto&) {}, "engine_layers[layer].mapping.block_table[]", "at logical page 0, got -1");
+  table = {2, 0};
+  expect([](auto& m) { m.num_pages = 0; }, "engine_layers[layer].mapping.block_table[]",
+         "in [0, 2), at logical page 0, got 2");  // num_pages 0: the pool is the 2 logical pages
+  // The valid view: its first logical page is pool page 2, its second pool page 0.
+  const layer_view<float, Layout> view{k.data(), v.data(), meta.data(), good, 0};
+  comp c(shape, {.budget = {5}}, std::span<const layer_view<float, Layout>>(&view, 1), &counted);
+  const structures::sequence text{.length = 100};
+  std::vector<float> chunk(8 * 2 * 3, 1.f);
+  std::vector<token_meta> chunk_meta;
+  for (index_t t = 0; t < 8; ++t) chunk_meta.push_back(text.meta(t));
+  CHECK(counted.allocations() == 1);  // the workspace
+  c.append(0, {chunk.data(), 8, 2, 3}, {chunk.data(), 8, 2, 3}, chunk_meta);
+  CHECK(c.layer(0).mapping(0, 0) >= 2 * good.page_elements());
+  CHECK(c.layer(0).mapping(4, 1) < good.page_elements());
+  CHECK(k[static_cast<std::size_t>(c.layer(0).mapping(4, 1))] == 1.f);
+  c.compress(0);
+  CHECK(c.length(0) == 5);
+}
+
+TEST_CASE("grid metadata that contradicts the logical index is refused") {
+  // The neighbour lookups of the structure scorers and the merge reducer read the index
+  // alone, so frame, row, col, segment and kind must be what the structure says of it.
+  SUBCASE("spatial_grid 4 x 4 declared raster, fed tile-major (2 x 2 tiles)") {
+    fixture<float, structures::spatial_grid> f(structures::spatial_grid{.rows = 4, .cols = 4});
+    auto ch = f.valid_chunk(3);  // tokens 8..10: raster (2, 0) (2, 1) (2, 2); tile-major (2, 0) (2, 1) (3, 0)
+    const structures::spatial_grid tiled{.rows = 4, .cols = 4, .tile_rows = 2, .tile_cols = 2};
+    for (index_t t = 0; t < 3; ++t) ch.meta[t] = tiled.meta(8 + t);
+    f.expect_rejected([&] { f.c.append(0, {ch.k.data(), 3, 2, 3}, {ch.v.data(), 3, 2, 3}, ch.meta); }, "meta[].row",
+                      {"== 2 (declared structure) at token 2", "got 3"});
+  }
+  SUBCASE("spatial_grid: an index past the grid, a kind that is not an image") {
+    fixture<float, structures::spatial_grid> f(structures::spatial_grid{.rows = 4, .cols = 4});
+    auto ch = f.valid_chunk(3);
+    auto append = [&] { f.c.append(1, {ch.k.data(), 3, 2, 3}, {ch.v.data(), 3, 2, 3}, ch.meta); };
+    SUBCASE("index") {
+      ch.meta[2].index = 16;
+      f.expect_rejected(append, "meta[].index", {"< 16", "at token 2", "got 16"});
+    }
+    SUBCASE("kind") {
+      ch.meta[0].kind = segment_kind::video;
+      f.expect_rejected(append, "meta[].kind", {"== 1", "got 2"});
+    }
+  }
+  SUBCASE("temporal_frames 3 x 2 x 4: a frame inside the video but not this token's") {
+    fixture<float, structures::temporal_frames> f(structures::temporal_frames{.frames = 3, .rows = 2, .cols = 4});
+    auto ch = f.valid_chunk(3);  // tokens 8..10: frame 1
+    ch.meta[1].frame = 2;
+    f.expect_rejected([&] { f.c.append(0, {ch.k.data(), 3, 2, 3}, {ch.v.data(), 3, 2, 3}, ch.meta); },
+                      "meta[].frame", {"== 1", "got 2"});
+  }
+  SUBCASE("mixed with an empty last segment: an index past the prompt, a segment of another token") {
+    static const structures::segment segs[] = {structures::segment::text(4), structures::segment::image(4, 4),
+                                               structures::segment::text(0)};  // 20 tokens
+    fixture<float, structures::mixed> f(structures::mixed{segs});
+    auto ch = f.valid_chunk(3);  // tokens 8..10: image tokens (segment 1)
+    auto append = [&] { f.c.append(0, {ch.k.data(), 3, 2, 3}, {ch.v.data(), 3, 2, 3}, ch.meta); };
+    SUBCASE("index") {
+      ch.meta[2].index = 100;
+      f.expect_rejected(append, "meta[].index", {"< 20", "got 100"});
+    }
+    SUBCASE("segment") {
+      ch.meta[0].segment = 0, ch.meta[0].kind = segment_kind::text;
+      f.expect_rejected(append, "meta[].segment", {"== 1", "at token 0", "got 0"});
+    }
+    SUBCASE("col") {
+      ch.meta[1].col = 3;  // token 9 is (1, 1)
+      f.expect_rejected(append, "meta[].col", {"== 1", "got 3"});
+    }
+  }
+  SUBCASE("mixed: a text token with grid coordinates") {
+    static const structures::segment segs[] = {structures::segment::text(20)};
+    fixture<float, structures::mixed> f(structures::mixed{segs});
+    auto ch = f.valid_chunk(1);
+    ch.meta[0].row = 1;
+    f.expect_rejected([&] { f.c.append(0, {ch.k.data(), 1, 2, 3}, {ch.v.data(), 1, 2, 3}, ch.meta); }, "meta[].row",
+                      {"== 0", "got 1"});
+  }
+}
+
+TEST_CASE("a grid whose tiles do not divide it, or that has no extent, is refused at construction") {
+  host::counting_resource counted;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 2, .max_chunk = 4};
+  auto expect = [&]<class Structure>(Structure s, const std::string& argument, const std::string& in_message) {
+    using comp = host::compressor<float, layouts::nhd, scorers::key_norm, budgets::fixed_tokens, reducers::evict,
+                                  Structure>;
+    try {
+      comp c(shape, {.budget = {4}, .structure = s}, &counted);
+      FAIL("constructed with ", in_message);
+    } catch (const error& e) {
+      CHECK(e.argument() == argument);
+      CHECK_MESSAGE(std::string(e.what()).find(in_message) != std::string::npos, e.what());
+    }
+    CHECK(counted.allocations() == 0);
+  };
+  using structures::segment;
+  using structures::spatial_grid;
+  expect(spatial_grid{.rows = 3, .cols = 4, .tile_rows = 2, .tile_cols = 2}, "structure",
+         "tile_rows > 0 dividing rows = 3, got 2");
+  expect(spatial_grid{.rows = 4, .cols = 6, .tile_rows = 2, .tile_cols = 4}, "structure",
+         "tile_cols > 0 dividing cols = 6, got 4");
+  expect(spatial_grid{.rows = 4, .cols = 4, .tile_rows = 2}, "structure", "tile_cols > 0");
+  expect(spatial_grid{.rows = 0, .cols = 4}, "structure", "rows in [1, 32767], got 0");
+  expect(spatial_grid{.rows = 4, .cols = 40000}, "structure", "cols in [1, 32767], got 40000");
+  expect(structures::temporal_frames{.frames = 0, .rows = 2, .cols = 2}, "structure", "frames in [1, 2^31), got 0");
+  static const segment bad_tiles[] = {segment::text(4), segment::image(3, 4, 2, 2)};
+  expect(structures::mixed{bad_tiles}, "structure.segments[]", "dividing rows = 3");
+  static const segment negative[] = {segment::text(-1)};
+  expect(structures::mixed{negative}, "structure.segments[]", "cols in [0, 32767], got -1");
+  // Empty segments are allowed in a mixed prompt (a question not known yet).
+  static const segment fine[] = {segment::text(4), segment::image(4, 6, 2, 3), segment::text(0)};
+  using comp = host::compressor<float, layouts::nhd, scorers::key_norm, budgets::fixed_tokens, reducers::evict,
+                                structures::mixed>;
+  const comp c(shape, {.budget = {4}, .structure = structures::mixed{fine}}, &counted);
+}
+
+TEST_CASE("sizes that do not fit in 64-bit index arithmetic are refused at construction") {
+  host::counting_resource counted;
+  auto expect = [&]<class Scorer, class Budget>(Scorer, host::compressor_shape s, Budget b,
+                                                 const std::string& argument) {
+    using comp = host::compressor<float, layouts::nhd, Scorer, Budget>;
+    try {
+      comp c(s, {.budget = b}, &counted);
+      FAIL("constructed with ", argument, " out of range");
+    } catch (const error& e) {
+      CHECK(e.argument() == argument);
+      CHECK(e.expected() == "sizes that fit in 64-bit index arithmetic");
+    }
+    CHECK(counted.allocations() == 0);
+  };
+  constexpr index_t most = std::numeric_limits<index_t>::max();
+  const host::compressor_shape s{.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 4, .max_chunk = 8};
+  auto with = [&](auto change) {
+    auto t = s;
+    change(t);
+    return t;
+  };
+  expect(scorers::key_norm{}, s, budgets::fixed_tokens{most}, "budget");            // budget + max_chunk
+  expect(scorers::key_norm{}, s, budgets::fixed_tokens{index_t{1} << 58}, "budget");  // its bytes
+  const auto wide = with([](auto& t) { t.num_kv_heads = t.num_q_heads = index_t{1} << 32, t.head_dim = index_t{1} << 30; });
+  expect(scorers::key_norm{}, wide, budgets::fixed_tokens{8}, "shape.head_dim");  // the bytes of one token
+  expect(scorers::key_norm{}, wide, budgets::fixed_bytes{1 << 20}, "shape.head_dim");  // before the budget divides
+  expect(scorers::observation_window{}, with([](auto& t) { t.max_window = index_t{1} << 61; }),
+         budgets::fixed_tokens{8}, "workspace bytes (shape, budget)");
+}

@@ -161,5 +161,135 @@ TEST_CASE("a per-head layout costs the same storage as a uniform one, plus its o
   const std::size_t storage = 3 * 4 * (50 + 20) * slot;
   CHECK(u.memory().storage_bytes == storage);
   CHECK(a.memory().storage_bytes == storage + 3 * (2 * 4 + 1) * sizeof(index_t));
-  CHECK(varlen_mr.peak_bytes() == a.memory().storage_bytes + adaptive::workspace_bytes(shape, 70));
+  // key_diff reads no per-head scratch, so the longest head (4 · (50 − 12) + 12 + 20 = 184) adds nothing here.
+  CHECK(adaptive::head_capacity(shape, 50, {.tokens = 50}) == 184);
+  CHECK(varlen_mr.peak_bytes() == a.memory().storage_bytes + adaptive::workspace_bytes(shape, 70, 184));
+}
+
+namespace {
+/// Chunks of 64, 16 and 16 tokens through a 2-head head_adaptive layer (budget 48 per head,
+/// floor 0, max_chunk 16): head 0's keys and values all score alike, head 1 has one strong
+/// key, so the heads' lengths drift apart. Returns the most tokens one head held.
+template <class Scorer>
+index_t drift_heads(Scorer scorer, bool windowed) {
+  constexpr index_t heads = 2, dim = 4, budget = 48, chunk = 16;
+  using comp = host::compressor<float, layouts::varlen, Scorer, budgets::head_adaptive>;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads, .head_dim = dim,
+                                     .max_chunk = chunk, .max_window = 4};
+  const budgets::head_adaptive budget_policy{.tokens = budget, .min_head_fraction = 0.0};
+  comp c(shape, {.scorer = scorer, .budget = budget_policy});
+  const index_t bound = comp::head_capacity(shape, budget, budget_policy);
+  CHECK(bound == heads * budget + chunk);  // floor 0: one head may hold the whole total, plus a chunk
+  std::vector<float> q(4 * heads * dim, 0.f);
+  for (index_t j = 0; j < 4; ++j)
+    for (index_t h = 0; h < heads; ++h) q[(j * heads + h) * dim] = 1.f;
+  const structures::sequence text{.length = 1000};
+  index_t next = 0, longest = 0;
+  for (const index_t n : {64, 16, 16}) {
+    std::vector<float> k(n * heads * dim, 0.f), v(k.size(), 0.f);
+    std::vector<token_meta> meta;
+    for (index_t t = 0; t < n; ++t) {
+      meta.push_back(text.meta(next + t));
+      k[(t * heads + 0) * dim] = 1.f, v[(t * heads + 0) * dim] = 1.f + 0.01f * static_cast<float>(t);
+      k[(t * heads + 0) * dim + 1] = 0.001f * static_cast<float>(t);
+      k[(t * heads + 1) * dim] = next + t == 0 ? 8.f : -4.f, v[(t * heads + 1) * dim] = 0.001f;
+    }
+    c.append(0, {k.data(), n, heads, dim}, {v.data(), n, heads, dim}, meta);
+    next += n;
+    for (index_t h = 0; h < heads; ++h) {
+      longest = std::max(longest, c.length(0, h));
+      CHECK(c.length(0, h) <= bound);
+    }
+    if (windowed) c.compress(0, {q.data(), 4, heads, dim});
+    else c.compress(0);
+    CHECK(c.length(0, 0) + c.length(0, 1) <= heads * budget);
+  }
+  return longest;
+}
+}  // namespace
+
+TEST_CASE("head_adaptive: a head longer than budget + max_chunk is scored within the workspace") {
+  // The scratch a head's scores read (window mass, blend components) is sized for the longest
+  // head, not for budget + max_chunk = 64: under the sanitizers a smaller one overflows here.
+  SUBCASE("observation window") {
+    CHECK(drift_heads(scorers::observation_window{.pool_radius = 0}, true) > 64);
+  }
+  SUBCASE("blend of two scores") {
+    CHECK(drift_heads(scorers::blend<scorers::value_norm, scorers::key_norm>{.weight_a = 1.f, .weight_b = 0.f}, false) >
+          64);
+  }
+}
+
+TEST_CASE("head_adaptive: the longest head reaches heads · (budget − floor) + floor + max_chunk") {
+  // 2 heads, budget 4, floor 1, max_chunk 2: the bound is 2 · 3 + 1 + 2 = 9. key_norm keeps
+  // low |k|: head 0's keys are all small, head 1's large, so head 1 is cut to its floor.
+  using comp = varlen_compressor<budgets::head_adaptive>;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1,
+                                     .max_chunk = 2};
+  const budgets::head_adaptive budget{.tokens = 4, .min_head_fraction = 0.25};
+  REQUIRE(comp::head_capacity(shape, 4, budget) == 9);
+  comp c(shape, {.budget = budget});
+  const structures::sequence text{.length = 100};
+  index_t next = 0;
+  auto append = [&](index_t n) {
+    std::vector<float> k, v(static_cast<std::size_t>(2 * n), 1.f);
+    std::vector<token_meta> meta;
+    for (index_t t = 0; t < n; ++t, ++next) {
+      k.push_back(0.01f * static_cast<float>(next)), k.push_back(10.f + static_cast<float>(next));
+      meta.push_back(text.meta(next));
+    }
+    c.append(0, {k.data(), n, 2, 1}, {v.data(), n, 2, 1}, meta);
+  };
+  append(6);  // 6 + 6 > 8: floors 1 + 1, the 6 others: head 0's 5, then head 1's t1
+  c.compress(0);
+  CHECK(c.length(0, 0) == 6);
+  CHECK(c.length(0, 1) == 2);
+  append(2);  // 8 + 4: floors 1 + 1, the 6 others all head 0's
+  c.compress(0);
+  CHECK(c.length(0, 0) == 7);
+  CHECK(c.length(0, 1) == 1);
+  append(2);
+  CHECK(c.length(0, 0) == 9);
+}
+
+TEST_CASE("head_adaptive + a causal window longer than a head: queries before its first slot add nothing") {
+  // 2 heads, dim 1 (logit = key, every query is 1), budget 3 per head (6 in all), floor 1,
+  // max_chunk 2. Key gaps of 20 make each softmax one-hot to within e^-20.
+  using comp = varlen_compressor<budgets::head_adaptive, scorers::observation_window>;
+  comp c({.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1, .max_chunk = 2, .max_window = 5},
+         {.scorer = {.pool_radius = 0}, .budget = {.tokens = 3, .min_head_fraction = 0.5}});
+  const structures::sequence text{.length = 100};
+  auto append = [&](index_t first, std::vector<float> k) {  // k: (tok, head)
+    const index_t n = static_cast<index_t>(k.size()) / 2;
+    std::vector<float> v(k.size(), 1.f);
+    std::vector<token_meta> meta;
+    for (index_t t = 0; t < n; ++t) meta.push_back(text.meta(first + t));
+    c.append(0, {k.data(), n, 2, 1}, {v.data(), n, 2, 1}, meta);
+  };
+  const std::vector<float> q(5 * 2, 1.f);
+  // Tokens 0..3. Head 0 keys 0 20 40 60, head 1 keys 30 -40 -40 -40. One query that sees
+  // everything: head 0's mass ≈ (e^-60, e^-40, e^-20, 1), head 1's ≈ (1, e^-70, e^-70, e^-70).
+  // Floors: head 0 t3, head 1 t0; the other 4 by mass: head 0's t2, t1, t0, then head 1's t1.
+  append(0, {0, 30, 20, -40, 40, -40, 60, -40});
+  c.compress(0, {q.data(), 1, 2, 1}, false);
+  CHECK(kept_sets(c, 0, 2) == std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {0, 1}});
+  // Tokens 4, 5: head 0 keys 80 100 (6 tokens), head 1 keys -40 60 (4 tokens: 0 1 4 5).
+  append(4, {80, -40, 100, 60});
+  // A causal window of 5 queries: query j sits at slot n - 5 + j. In head 0 (n = 6) query j
+  // sees slots ≤ j + 1 and attends to slot j + 1: masses (0, 1/5 ×5). In head 1 (n = 4) query 0
+  // sees nothing and adds nothing; queries 1..3 attend to t0 (key 30), query 4 to t5 (key 60):
+  // averaged over the 4 queries that see a key, masses (3/4, 0, 0, 1/4), summing to 1.
+  std::vector<std::byte> buffer(1 << 16);
+  workspace_carver carver(buffer.data());
+  const auto ws = host::window_mass_workspace::carve(carver, 5, 1, 8);
+  host::window_mass(c.layer(0), 1, kv_tensor<const float>{q.data(), 5, 2, 1}, true, ws);
+  CHECK(ws.mass[0] == doctest::Approx(0.75f));
+  CHECK(ws.mass[1] == doctest::Approx(0.f));
+  CHECK(ws.mass[2] == doctest::Approx(0.f));
+  CHECK(ws.mass[3] == doctest::Approx(0.25f));
+  // Floors: head 0 t1 (ties at 1/5 go to the lower index), head 1 t0. The other 4: head 1's
+  // needle t5 (1/4), then head 0's t2, t3, t4 (1/5). Averaged over all 5 queries instead,
+  // the needle would tie head 0's tokens at 1/5 and lose.
+  c.compress(0, {q.data(), 5, 2, 1});
+  CHECK(kept_sets(c, 0, 2) == std::vector<std::vector<std::int64_t>>{{1, 2, 3, 4}, {0, 5}});
 }

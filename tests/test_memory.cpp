@@ -9,7 +9,8 @@
 //             + align256(head_dim * 4)  mean unit key (float per dim)
 //   cap = max over layers of budget + max_chunk
 //
-// (single scorers without a window: composite and window scorers carve more). The peak is
+// (single scorers without a window: composite and window scorers carve more, and a
+// head-adaptive budget sizes them for its longest head; see the last test case). The peak is
 // flat in the input length, while a full cache (budget = the whole input) grows linearly.
 #include <doctest/doctest.h>
 
@@ -199,4 +200,47 @@ TEST_CASE("memory(): resident and peak-resident bytes, by hand") {
     CHECK(c.memory().total_bytes() == 2752);
     CHECK(c.memory().peak_resident_bytes == 0);
   }
+}
+
+TEST_CASE("head-adaptive budgets: storage and workspace by hand, per-head scratch for the longest head") {
+  // float, 2 layers, 2 kv-heads, 4 query heads (group 2), dim 16, budget M = 64, max_chunk
+  // b = 32, floor F = 64 * 0.25 = 16, max_window 8. C = M + b = 96 slots a head at most while
+  // heads share evenly, but one head may hold H * (M - F) + F + b = 2 * 48 + 16 + 32 = 144.
+  //   storage = 2 layers * 96 * 2 heads * (2 * 16 * 4 + 40) + 2 layers * (2 * 2 + 1) * 8 = 64512 + 80
+  //   selection over all heads: a256(4 * 2 * 96) * 2 + a256(2 * 96) = 768 + 768 + 256
+  //   head offsets a256(8 * 3), repack a256(8 * 2), mean unit key a256(4 * 16): 256 * 3
+  //   blend of 2: components a256(4 * 2 * 144) = 1280                       -> 3840 in all
+  //   window (rows R = 8 * 2 = 16): queries a256(4 * 16 * 16) = 1024, keys a256(4 * 256 * 16)
+  //     = 16384, logits a256(4 * 16 * 256) = 16384, row max and sum 256 + 256, mass a256(4 * 144)
+  //     = 768                                                                -> 2560 + 35072 = 37632
+  const host::compressor_shape shape{.num_layers = 2, .num_kv_heads = 2, .num_q_heads = 4, .head_dim = 16,
+                                     .max_chunk = 32, .max_window = 8};
+  const budgets::head_adaptive budget{.tokens = 64, .min_head_fraction = 0.25};
+  const std::size_t storage = 64512 + 80;
+  auto run = [&](auto scorer, std::size_t workspace) {
+    using comp = host::compressor<float, layouts::varlen, decltype(scorer), budgets::head_adaptive>;
+    CHECK(comp::head_capacity(shape, 64, budget) == 144);
+    CHECK(comp::workspace_bytes(shape, 96, 144) == workspace);
+    host::counting_resource counted;
+    comp c(shape, {.scorer = scorer, .budget = budget}, &counted);
+    CHECK(c.memory().storage_bytes == storage);
+    CHECK(c.memory().workspace_bytes == workspace);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    std::vector<float> k(32 * 2 * 16), v(k.size()), q(8 * 4 * 16);
+    std::vector<token_meta> meta(32);
+    for (index_t begin = 0; begin < 320; begin += 32) {
+      for (index_t tok = 0; tok < 32; ++tok) meta[tok] = structures::sequence{.length = 320}.meta(begin + tok);
+      for (index_t layer = 0; layer < 2; ++layer) {
+        for (auto* x : {&k, &v, &q})
+          for (auto& e : *x) e = u(rng);
+        c.append(layer, {k.data(), 32, 2, 16}, {v.data(), 32, 2, 16}, meta);
+        c.compress(layer, {q.data(), 8, 4, 16});
+      }
+    }
+    CHECK(counted.peak_bytes() == storage + workspace);
+    CHECK(counted.current_bytes() == counted.peak_bytes());
+  };
+  run(scorers::blend<scorers::key_norm, scorers::value_norm>{}, 3840);
+  run(scorers::observation_window{}, 37632);
 }

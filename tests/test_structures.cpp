@@ -431,3 +431,23 @@ TEST_CASE("neighbour_slot finds exactly the slot a scan of every slot finds") {
   CHECK(found > 1000);
   CHECK(missing > 1000);
 }
+
+TEST_CASE("an empty segment has no coordinates and no neighbours (no division by zero)") {
+  const structures::grid_geometry empty{1, 1, 0};
+  CHECK(empty.num_tokens() == 0);
+  CHECK(empty.at(3).frame == 0);
+  CHECK(empty.at(3).col == 0);
+  index_t out = -1;
+  CHECK_FALSE(empty.neighbour(0, grid_offset{0, 0, 1}, out));
+  CHECK(empty.boundary_at(0) == boundary::frame);
+  // A prompt whose question is not known yet: a token past it lands in the empty last segment.
+  static const structures::segment segs[] = {structures::segment::text(4), structures::segment::image(2, 2),
+                                             structures::segment::text(0)};
+  const structures::mixed s{segs};
+  CHECK(s.num_tokens() == 8);
+  CHECK_FALSE(s.neighbour(100, grid_offset{0, 0, -1}, out));
+  CHECK(s.meta(100).segment == 2);
+  CHECK(s.boundary_before(100) == boundary::token);
+  CHECK_FALSE(s.check(s.meta(100)).ok);  // and append refuses it: index 100 >= 8 tokens
+  CHECK(s.check(s.meta(7)).ok);
+}

@@ -11,7 +11,9 @@
 // Memory is really freed only with a per-head variable-length layout (layouts::varlen),
 // whose heads are packed back to back with `max_chunk` of room each after every compress:
 // the layer's storage is num_kv_heads · (tokens + max_chunk) slots, the same as a uniform
-// budget, and no head's unused room is hidden behind a mask.
+// budget, and no head's unused room is hidden behind a mask. One head may then hold up to
+// num_kv_heads · (tokens − floor) + floor + max_chunk tokens; the host executor sizes a
+// head's scoring scratch for that (compressor::head_capacity).
 
 #include "concept.hpp"
 
@@ -19,7 +21,7 @@ namespace kvcap::budgets {
 
 struct head_adaptive {
   index_t tokens = 0;               ///< per kv-head on average
-  double min_head_fraction = 0.25;  ///< each head keeps at least this share of `tokens`
+  double min_head_fraction = 0.25;  ///< each head keeps at least this share of `tokens`, in [0, 1]
 
   static constexpr bool adapts_heads = true;
   constexpr index_t tokens_for(index_t /*layer*/, const cache_shape& /*shape*/) const { return tokens; }

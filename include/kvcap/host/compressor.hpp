@@ -10,7 +10,9 @@
 //
 // Storage (K, V and metadata per layer, capacity = budget + max_chunk) and the scoring
 // workspace are allocated at construction, through a caller-supplied std::pmr resource,
-// or the storage is the engine's own (views). Nothing allocates afterwards. Every argument
+// or the storage is the engine's own (views). Nothing allocates afterwards. (The
+// compressor's own record of each layer, a few dozen bytes, is an ordinary member vector:
+// what the resource sees is exactly the peak formula, README.md.) Every argument
 // is validated before anything is written: a call that throws kvcap::error leaves the
 // cache byte-identical.
 //
@@ -83,12 +85,32 @@ class compressor {
                              static_cast<index_t>(sizeof(token_meta)));
   }
 
-  /// Workspace bytes for layers of at most `max_capacity` tokens (the CUB-style size query:
-  /// the same carve the constructor runs).
-  static std::size_t workspace_bytes(const compressor_shape& s, index_t max_capacity) {
-    workspace_carver w;
-    carve(w, s, max_capacity);
+  /// Most tokens one head of a layer whose budget is `tokens` holds between append and
+  /// compress: tokens + max_chunk. A head-adaptive budget lets one head take the layer's whole
+  /// total but the other heads' floors: heads · (tokens − floor) + floor + max_chunk (heads
+  /// hold equal counts until something is evicted, at least the floor each afterwards).
+  static index_t head_capacity(const compressor_shape& s, index_t tokens, const Budget& b) {
+    const index_t capacity = checked_add("budget", tokens, s.max_chunk);
+    if constexpr (!adaptive_heads) return capacity;
+    else {
+      validate_budget(b);
+      const index_t floor = std::min(tokens, b.head_floor());
+      return checked_add("budget", checked_mul("budget", s.num_kv_heads, tokens - floor), floor + s.max_chunk);
+    }
+  }
+  /// Workspace bytes for layers of at most `max_capacity` = budget + max_chunk tokens whose
+  /// heads hold at most `max_head_capacity` (head_capacity) each: the CUB-style size query,
+  /// the same carve the constructor runs.
+  static std::size_t workspace_bytes(const compressor_shape& s, index_t max_capacity, index_t max_head_capacity) {
+    checked_size_query w;
+    carve(w, s, max_capacity, max_head_capacity);
     return w.bytes();
+  }
+  /// The same, for budgets whose heads all hold the same count (max_head_capacity = max_capacity).
+  static std::size_t workspace_bytes(const compressor_shape& s, index_t max_capacity)
+    requires(!adaptive_heads)
+  {
+    return workspace_bytes(s, max_capacity, max_capacity);
   }
   /// Bookkeeping a per-head layout adds to each layer's storage: head lengths and offsets.
   static constexpr std::size_t per_head_bookkeeping_bytes(const compressor_shape& s) {
@@ -248,20 +270,26 @@ class compressor {
     window_mass_workspace window{};   // window scorers only
   };
 
+  /// `max_capacity`: most tokens of a layer (budget + max_chunk); `max_head`: most tokens of
+  /// one head (head_capacity), what a head's scores read (window mass, blend components).
   template <class Carver>
-  static workspace carve(Carver& w, const compressor_shape& s, index_t max_capacity) {
+  static workspace carve(Carver& w, const compressor_shape& s, index_t max_capacity, index_t max_head) {
+    const char* what = "workspace bytes (shape, budget)";
     workspace ws;
-    const index_t select_slots = adaptive_heads ? s.num_kv_heads * max_capacity : max_capacity;
+    const index_t select_slots = adaptive_heads ? checked_mul(what, s.num_kv_heads, max_capacity) : max_capacity;
     ws.scores = w.template take<float>(select_slots);
     ws.order = w.template take<std::int32_t>(select_slots);
     ws.keep = w.template take<std::uint8_t>(select_slots);
     if constexpr (adaptive_heads) ws.head_offset = w.template take<index_t>(s.num_kv_heads + 1);
     if constexpr (per_head_lengths) ws.repack_begin = w.template take<index_t>(s.num_kv_heads);
     ws.mean_unit_key = w.template take<float>(s.head_dim);
-    if constexpr (num_components > 0) ws.components = w.template take<float>(num_components * max_capacity);
-    if constexpr (Scorer::inputs.window_mass)
-      ws.window = window_mass_workspace::carve(w, s.max_window * (s.num_q_heads / s.num_kv_heads), s.head_dim,
-                                               max_capacity);
+    if constexpr (num_components > 0)
+      ws.components = w.template take<float>(checked_mul(what, num_components, max_head));
+    if constexpr (Scorer::inputs.window_mass) {
+      const index_t rows = checked_mul(what, s.max_window, s.num_q_heads / s.num_kv_heads);
+      checked_mul(what, rows, std::max(s.head_dim, window_mass_workspace::key_tile));  // the carve's products
+      ws.window = window_mass_workspace::carve(w, rows, s.head_dim, max_head);
+    }
     return ws;
   }
 
@@ -269,26 +297,59 @@ class compressor {
     return {shape_.num_layers, shape_.num_kv_heads, shape_.head_dim, static_cast<index_t>(sizeof(T))};
   }
 
+  /// Bytes of one owned layer of `capacity` tokens (K and V rounded up to whole pages when
+  /// paged), in checked arithmetic.
+  static index_t layer_storage_bytes(const compressor_shape& s, index_t capacity) {
+    index_t slots = capacity;
+    if constexpr (requires(typename Layout::mapping m) { m.page_size; }) {
+      const index_t page = make_mapping<Layout>(capacity, s.num_kv_heads, s.head_dim).page_size;
+      slots = checked_mul("budget", checked_add("budget", capacity, page - 1) / page, page);
+    }
+    const auto bytes = [&](index_t tokens, index_t per_head) {
+      return checked_mul("budget", checked_mul("budget", tokens, s.num_kv_heads), per_head);
+    };
+    return checked_add("budget", bytes(slots, 2 * s.head_dim * static_cast<index_t>(sizeof(T))),
+                       bytes(capacity, sizeof(token_meta)));
+  }
+
   compressor(const compressor_shape& shape, const policies& p, std::pmr::memory_resource* resource,
              std::span<const view_type> engine_layers)
-      : shape_(shape), policies_(p), resource_(resource), layers_(static_cast<std::size_t>(std::max<index_t>(shape.num_layers, 0))) {
+      : shape_(shape), policies_(p), resource_(resource) {
+    // Every check first, so that a rejected construction allocates nothing.
     detail::require(resource != nullptr, "resource", "a memory resource", "nullptr");
     validate_shape(shape, Scorer::inputs.window_mass);
+    // slot_bytes (and the bytes per token byte budgets divide by) must be addressable.
+    checked_mul("shape.head_dim", shape.num_kv_heads,
+                checked_add("shape.head_dim", checked_mul("shape.head_dim", shape.head_dim, 2 * sizeof(T)),
+                            sizeof(token_meta)));
+    validate_budget(p.budget);
+    validate_structure(p.structure);
     const bool owning = engine_layers.empty();
-    if (!owning)
+    if (!owning) {
       detail::require(static_cast<index_t>(engine_layers.size()) == shape.num_layers, "engine_layers.size()",
                       shape.num_layers, engine_layers.size());
-    index_t max_capacity = 0;
+      if constexpr (per_head_lengths)
+        detail::require(false, "engine_layers", "none: a per-head layout is repacked, use the owning constructor",
+                        "engine buffers");
+    }
+    checked_mul("shape.num_layers", shape.num_layers, sizeof(layer_state));
+    index_t max_capacity = 0, max_head = 0, storage = 0;  // storage: that the total is addressable
     for (index_t layer = 0; layer < shape.num_layers; ++layer) {
       const index_t b = p.budget.tokens_for(layer, budget_shape());
       detail::require(b > 0, "budget", detail::lazy("> 0 tokens for layer ", layer), b);
-      max_capacity = std::max(max_capacity, b + shape.max_chunk);
-      layers_[layer].budget = b;
+      const index_t capacity = checked_add("budget", b, shape.max_chunk);
+      if (owning) storage = checked_add("budget", storage, layer_storage_bytes(shape, capacity));
+      else validate_engine_layer(shape, engine_layers[layer], capacity);
+      max_capacity = std::max(max_capacity, capacity);
+      max_head = std::max(max_head, head_capacity(shape, b, p.budget));
     }
-    workspace_bytes_ = workspace_bytes(shape, max_capacity);
+    workspace_bytes_ = workspace_bytes(shape, max_capacity, max_head);
+
+    layers_.resize(static_cast<std::size_t>(shape.num_layers));
     try {
       for (index_t layer = 0; layer < shape.num_layers; ++layer) {
         auto& l = layers_[layer];
+        l.budget = p.budget.tokens_for(layer, budget_shape());
         const index_t capacity = l.budget + shape.max_chunk;
         if (owning) {
           l.view.mapping = make_mapping<Layout>(capacity, shape.num_kv_heads, shape.head_dim);
@@ -314,12 +375,7 @@ class compressor {
           l.view.meta = static_cast<token_meta*>(resource_->allocate(metas * sizeof(token_meta), alignof(token_meta)));
           storage_bytes_ += 2 * elems * sizeof(T) + metas * sizeof(token_meta);
         } else {
-          if constexpr (per_head_lengths)
-            detail::require(false, "engine_layers", "none: a per-head layout is repacked, use the owning constructor",
-                            "engine buffers");
-          const view_type& e = engine_layers[layer];
-          validate_engine_layer(shape, e, capacity);
-          l.view = e;
+          l.view = engine_layers[layer];
           l.view.length = 0;
         }
       }
@@ -329,7 +385,7 @@ class compressor {
       throw;
     }
     workspace_carver w(workspace_memory_);
-    ws_ = carve(w, shape, max_capacity);
+    ws_ = carve(w, shape, max_capacity, max_head);
   }
 
   void release() noexcept {
@@ -467,7 +523,7 @@ class compressor {
   compressor_shape shape_;
   policies policies_;
   std::pmr::memory_resource* resource_;
-  std::vector<layer_state> layers_;  // sized at construction, never resized
+  std::vector<layer_state> layers_;  // sized at construction (after the checks), never resized
   void* workspace_memory_ = nullptr;
   workspace ws_{};
   std::size_t storage_bytes_ = 0, workspace_bytes_ = 0;

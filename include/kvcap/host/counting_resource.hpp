@@ -2,8 +2,10 @@
 // kvcap/host/counting_resource.hpp — a std::pmr resource that counts what passes through.
 //
 // Wrap it around whatever resource backs kvcap's storage to measure its current and peak
-// bytes exactly (Eigen and global new are not involved: kvcap allocates only through the
-// resource it is given).
+// bytes exactly: a compressor allocates its K, V and metadata storage and its workspace,
+// everything the peak formula counts, only through the resource it is given (never
+// through Eigen or global new). Only its own record of each layer (a few dozen bytes per
+// layer, once, at construction) comes from the global heap.
 
 #include <cstddef>
 #include <memory_resource>

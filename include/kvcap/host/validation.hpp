@@ -11,14 +11,18 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 
+#include "../budgets/concept.hpp"
 #include "../core/error.hpp"
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
 #include "../core/token_meta.hpp"
+#include "../core/workspace.hpp"
 #include "../structures/concept.hpp"
+#include "../structures/grid_geometry.hpp"
 
 namespace kvcap::host {
 
@@ -46,10 +50,77 @@ inline void validate_shape(const compressor_shape& shape, bool window_scorer) {
   if (window_scorer) require(shape.max_window > 0, "shape.max_window", "> 0 for a window scorer", shape.max_window);
 }
 
+/// a + b and a * b for the sizes the constructor derives from its arguments (capacities,
+/// element and byte counts): kvcap::error naming `argument` when one would not fit in index_t.
+inline index_t checked_add(const char* argument, index_t a, index_t b) {
+  detail::require(a >= 0 && b >= 0 && a <= std::numeric_limits<index_t>::max() - b, argument,
+                  "sizes that fit in 64-bit index arithmetic", detail::lazy(a, " + ", b));
+  return a + b;
+}
+inline index_t checked_mul(const char* argument, index_t a, index_t b) {
+  detail::require(a >= 0 && b >= 0 && (b == 0 || a <= std::numeric_limits<index_t>::max() / b), argument,
+                  "sizes that fit in 64-bit index arithmetic", detail::lazy(a, " * ", b));
+  return a * b;
+}
+
+/// The size query of a workspace carve (workspace_carver's), in checked arithmetic.
+class checked_size_query {
+ public:
+  template <class T>
+  T* take(index_t count) {
+    const index_t bytes = checked_mul("workspace bytes (shape, budget)", count, static_cast<index_t>(sizeof(T)));
+    const auto align = static_cast<index_t>(workspace_alignment);
+    used_ = checked_add("workspace bytes (shape, budget)", used_,
+                        checked_add("workspace bytes (shape, budget)", bytes, align - 1) / align * align);
+    return nullptr;
+  }
+  std::size_t bytes() const { return static_cast<std::size_t>(used_); }
+
+ private:
+  index_t used_ = 0;
+};
+
+/// A budget's own settings, where tokens_for cannot reject them by its result.
+template <budget Budget>
+void validate_budget(const Budget& b) {
+  if constexpr (requires { b.min_head_fraction; })
+    detail::require(std::isfinite(b.min_head_fraction) && b.min_head_fraction >= 0 && b.min_head_fraction <= 1,
+                    "budget.min_head_fraction", "a finite fraction in [0, 1]", b.min_head_fraction);
+}
+
+/// One grid: extents that fit token_meta's coordinates (positive; a segment of a mixed
+/// prompt may be empty), and tiles, if any, that divide it.
+inline void validate_geometry(const char* name, const structures::grid_geometry& g, bool may_be_empty) {
+  using detail::lazy;
+  using detail::require;
+  constexpr index_t most = std::numeric_limits<std::int16_t>::max();  // token_meta::row, col
+  const index_t least = may_be_empty ? 0 : 1;
+  require(g.frames >= least && g.frames <= std::numeric_limits<std::int32_t>::max(), name,
+          lazy("frames in [", least, ", 2^31)"), g.frames);
+  require(g.rows >= least && g.rows <= most, name, lazy("rows in [", least, ", ", most, "]"), g.rows);
+  require(g.cols >= least && g.cols <= most, name, lazy("cols in [", least, ", ", most, "]"), g.cols);
+  if (g.tile_rows == 0 && g.tile_cols == 0) return;
+  require(g.tile_rows > 0 && g.rows % g.tile_rows == 0, name, lazy("tile_rows > 0 dividing rows = ", g.rows),
+          g.tile_rows);
+  require(g.tile_cols > 0 && g.cols % g.tile_cols == 0, name, lazy("tile_cols > 0 dividing cols = ", g.cols),
+          g.tile_cols);
+}
+
+/// The structure model handed to a compressor: every grid it declares.
+template <structure Structure>
+void validate_structure(const Structure& s) {
+  if constexpr (requires { s.geometry(); }) validate_geometry("structure", s.geometry(), false);
+  if constexpr (requires { s.segments; })
+    for (const auto& seg : s.segments) validate_geometry("structure.segments[]", seg.geometry, true);
+}
+
 /// One engine-owned layer handed to the non-owning constructor: it must hold `capacity`
-/// (= budget + max_chunk) tokens of the declared heads and dim.
+/// (= budget + max_chunk) tokens of the declared heads and dim. A paged view's own fields
+/// must address its pool: a page size, a pool that covers the logical pages, and a block
+/// table whose entries are pages of that pool.
 template <class T, layout Layout>
 void validate_engine_layer(const compressor_shape& shape, const layer_view<T, Layout>& e, index_t capacity) {
+  using detail::lazy;
   using detail::require;
   require(e.k != nullptr && e.v != nullptr && e.meta != nullptr, "engine_layers[layer]", "non-null k, v and meta",
           "a null pointer");
@@ -58,7 +129,24 @@ void validate_engine_layer(const compressor_shape& shape, const layer_view<T, La
   require(e.mapping.head_dim == shape.head_dim, "engine_layers[layer].mapping.head_dim", shape.head_dim,
           e.mapping.head_dim);
   require(e.mapping.capacity >= capacity, "engine_layers[layer].mapping.capacity",
-          detail::lazy(">= budget + max_chunk = ", capacity), e.mapping.capacity);
+          lazy(">= budget + max_chunk = ", capacity), e.mapping.capacity);
+  if constexpr (requires { e.mapping.page_size; }) {
+    const auto& m = e.mapping;
+    require(m.page_size > 0, "engine_layers[layer].mapping.page_size", "> 0", m.page_size);
+    const index_t logical = m.capacity / m.page_size + (m.capacity % m.page_size != 0);
+    require(m.num_pages >= 0, "engine_layers[layer].mapping.num_pages", ">= 0 (0: the logical pages)", m.num_pages);
+    const index_t pool = m.num_pages > 0 ? m.num_pages : logical;
+    if (m.block_table == nullptr)
+      require(pool >= logical, "engine_layers[layer].mapping.num_pages",
+              lazy(">= the logical pages of the capacity = ", logical, " (no block table: page p is pool page p)"),
+              m.num_pages);
+    const char* pool_size = "engine_layers[layer].mapping.num_pages (pool elements)";
+    checked_mul(pool_size, checked_mul(pool_size, pool, m.page_size), checked_mul(pool_size, m.num_heads, m.head_dim));
+    if (m.block_table != nullptr)
+      for (index_t page = 0; page < logical; ++page)
+        require(m.block_table[page] >= 0 && m.block_table[page] < pool, "engine_layers[layer].mapping.block_table[]",
+                lazy("a page of the pool, in [0, ", pool, "), at logical page ", page), m.block_table[page]);
+  }
 }
 
 /// Every element of `t` is finite: a NaN or inf would flow into head-wide sums (the mean
@@ -123,7 +211,8 @@ void validate_chunk(const compressor_shape& shape, const Structure& structure, c
 
 /// An observation window of queries for a compress of a layer holding `resident` tokens.
 /// `window_scorer`: the scorer needs one. `chunk_tail`: the window is the last queries of the
-/// cache itself, so it cannot be longer than what is resident.
+/// cache itself, so it cannot be longer than what is resident (in the fullest head: in a
+/// shorter one, the queries before its first slot see none of its keys and add nothing).
 template <class T>
 void validate_window(const compressor_shape& shape, bool window_scorer, index_t resident,
                      const kv_tensor<const T>& window, bool chunk_tail) {

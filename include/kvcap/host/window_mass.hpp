@@ -4,11 +4,13 @@
 //
 // rows = window queries × GQA group. Pass 1 runs an online softmax over key tiles to get
 // each row's max and normaliser; pass 2 recomputes each tile's logits and adds each
-// row's probabilities into mass[tok], divided by the number of rows (so the masses sum
-// to 1). The only buffers are (rows, dim), (tile, dim) and (rows, tile) floats plus
-// (tok) for the result, all fixed at construction: never (rows, N), never (N, N).
+// row's probabilities into mass[tok], divided by the number of rows that see a key (so
+// the masses sum to 1). The only buffers are (rows, dim), (tile, dim) and (rows, tile)
+// floats plus (tok) for the result, all fixed at construction: never (rows, N), never (N, N).
 // With a causal window (the chunk's own last queries), query j sits at slot N − w + j and
-// sees slots ≤ N − w + j.
+// sees slots ≤ N − w + j. A head shorter than the window (per-head lengths) has queries
+// before its first slot: they see none of its keys, so they add nothing, and its masses
+// are averaged over the group · min(w, N) rows that see one.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -52,6 +54,9 @@ void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tenso
   const index_t n = view.length_of(head), d = view.mapping.head_dim, w = window.num_tokens;
   const index_t group = window.num_heads / view.mapping.num_heads, rows = w * group;
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
+  if (n == 0) return;
+  // Rows [0, blind) see no key of this head (causal, n < w).
+  const index_t blind = causal ? group * std::max<index_t>(0, w - n) : 0;
 
   Eigen::Map<row_major> q(ws.queries, rows, d);
   for (index_t j = 0; j < w; ++j)
@@ -90,11 +95,12 @@ void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tenso
     }
   }
   std::fill_n(ws.mass, n, 0.f);
-  const float inv_rows = 1.f / static_cast<float>(rows);
+  const float inv_rows = 1.f / static_cast<float>(rows - blind);
   for (index_t t0 = 0; t0 < n; t0 += window_mass_workspace::key_tile) {
     const index_t len = std::min(window_mass_workspace::key_tile, n - t0);
     auto s = tile_logits(t0, len);
-    for (index_t r = 0; r < rows; ++r)
+    s.topRows(blind).setZero();
+    for (index_t r = blind; r < rows; ++r)
       s.row(r) = ((s.row(r).array() - ws.row_max[r]).exp() / ws.row_sum[r]).matrix();
     Eigen::Map<Eigen::RowVectorXf> mass(ws.mass + t0, len);
     mass.noalias() += inv_rows * s.colwise().sum();

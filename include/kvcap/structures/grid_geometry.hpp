@@ -3,7 +3,9 @@
 //
 // Tokens run frame by frame. Inside a frame they run in raster order, or tile-major when
 // tiles are declared (tiles in raster order, tokens in raster order inside each tile, as
-// InternVL's 448-px tiles are fed). Tiles must divide the grid.
+// InternVL's 448-px tiles are fed). Tiles must divide the grid (a compressor checks it).
+// An empty geometry (a segment of no tokens) has no coordinates: at() answers (0, 0, 0)
+// and nothing is its neighbour.
 
 #include "../core/config.hpp"
 #include "concept.hpp"
@@ -32,6 +34,7 @@ struct grid_geometry {
     index_t frame, row, col;
   };
   constexpr coords at(index_t off) const {
+    if (frame_tokens() == 0) return {0, 0, 0};
     const index_t frame = off / frame_tokens(), in_frame = off % frame_tokens();
     if (!tiled()) return {frame, in_frame / cols, in_frame % cols};
     const index_t tile_size = tile_rows * tile_cols, tile = in_frame / tile_size,
@@ -41,6 +44,7 @@ struct grid_geometry {
   }
 
   constexpr boundary boundary_at(index_t off) const {
+    if (frame_tokens() == 0) return boundary::frame;
     const index_t in_frame = off % frame_tokens();
     if (in_frame == 0) return boundary::frame;
     if (tiled() && in_frame % (tile_rows * tile_cols) == 0) return boundary::tile;
@@ -50,6 +54,7 @@ struct grid_geometry {
 
   /// Offset of the token `d` away from the one at `off`; false if it leaves the grid.
   constexpr bool neighbour(index_t off, grid_offset d, index_t& out) const {
+    if (frame_tokens() == 0) return false;
     const coords c = at(off);
     const index_t t = c.frame + d.dt, r = c.row + d.dh, w = c.col + d.dw;
     if (t < 0 || t >= frames || r < 0 || r >= rows || w < 0 || w >= cols) return false;
@@ -64,5 +69,19 @@ struct grid_geometry {
     return {};
   }
 };
+
+/// Token metadata against what the structure says of its logical index (`want` =
+/// structure.meta(m.index)): the neighbour lookups read the index alone, so the grid
+/// coordinates, segment and kind must agree with it. Positions and the protected flag are
+/// the engine's own.
+constexpr meta_check same_place(const token_meta& m, const token_meta& want) {
+  if (m.segment != want.segment) return {false, "segment", want.segment, m.segment, true};
+  if (m.kind != want.kind)
+    return {false, "kind", static_cast<index_t>(want.kind), static_cast<index_t>(m.kind), true};
+  if (m.frame != want.frame) return {false, "frame", want.frame, m.frame, true};
+  if (m.row != want.row) return {false, "row", want.row, m.row, true};
+  if (m.col != want.col) return {false, "col", want.col, m.col, true};
+  return {};
+}
 
 }  // namespace kvcap::structures

@@ -99,11 +99,14 @@ struct mixed {
   }
 
   constexpr meta_check check(const token_meta& m) const {
+    if (m.index < 0 || m.index >= num_tokens()) return {false, "index", num_tokens(), m.index};
     const auto count = static_cast<index_t>(segments.size());
     if (m.segment >= count) return {false, "segment", count, m.segment};
     const segment& s = segments[m.segment];
     if (m.kind != s.kind) return {false, "kind", static_cast<index_t>(s.kind), static_cast<index_t>(m.kind), true};
-    return s.kind == segment_kind::text ? meta_check{} : s.geometry.check(m);
+    if (s.kind != segment_kind::text)
+      if (const meta_check in_grid = s.geometry.check(m); !in_grid.ok) return in_grid;
+    return same_place(m, meta(m.index));
   }
 };
 static_assert(structure<mixed>);
