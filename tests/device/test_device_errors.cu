@@ -176,6 +176,17 @@ TEST_CASE("metadata errors are found on the device; nothing moves; the next call
     f.reupload();
     CHECK(run(f, f.batch()).ok());
   }
+  {  // an image token where the structure (a text sequence) declares none, in (view 1, head 1)
+    f.reupload();
+    f.before[1].view.meta_at(12, 1).kind = segment_kind::image;
+    f.reupload();
+    const dev::status s = run(f, f.batch());
+    CHECK(s.code == dev::errc::meta_out_of_structure);
+    CHECK(s.at == 3);
+    CHECK(s.received == 12);
+    f.require_unchanged();
+    f.before[1].view.meta_at(12, 1).kind = segment_kind::text;
+  }
 }
 
 TEST_CASE("NaN and Inf in K, V or a window are found on the device; nothing moves" * doctest::skip(no_gpu())) {
@@ -236,6 +247,19 @@ TEST_CASE("NaN and Inf in K, V or a window are found on the device; nothing move
     CHECK(std::string(s.argument) == "windows[] (finite values; at: view, received: query)");
     CHECK(s.at == 1);
     CHECK(s.received == 1);
+    g.require_unchanged();
+    // Nothing to drop and no slot to check: the windows are still read, as the host's
+    // compress validates the window it is given.
+    g.budgets = {40, 40};
+    const std::vector<index_t> none{0, 0};
+    b = g.batch();
+    b.windows = windows, b.appended = none;
+    REQUIRE(dev::compress(nullptr, bytes, b, policies).ok());
+    device_buffer idle_temp(g.mr, bytes);
+    REQUIRE(dev::compress(idle_temp.data, bytes, b, policies).ok());
+    const dev::status idle = dev::read_status(idle_temp.data);
+    CHECK(idle.code == dev::errc::not_finite);
+    CHECK(idle.at == 1);
     g.require_unchanged();
   }
 }

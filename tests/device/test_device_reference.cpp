@@ -334,6 +334,35 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
     CHECK(s.received == 5);
     CHECK(sb.snapshot() == before);
   }
+  {  // metadata that is not what the structure declares: an image token in a text sequence
+    small_batch sb(2);
+    sb.views[1].meta_at(6, 0).kind = segment_kind::image;
+    const auto before = sb.snapshot();
+    const dev::status s = run_reference(sb.batch());
+    CHECK(s.code == dev::errc::meta_out_of_structure);
+    CHECK(s.at == 2);
+    CHECK(s.received == 6);
+    CHECK(sb.snapshot() == before);
+  }
+  {  // a video token whose row is not its index's (frames of 2 × 3 tokens)
+    small_batch sb(2);
+    const structures::temporal_frames frames{.frames = 4, .rows = 2, .cols = 3};
+    for (auto& view : sb.views)
+      for (index_t head = 0; head < 2; ++head)
+        for (index_t tok = 0; tok < 10; ++tok) view.meta_at(tok, head) = frames.meta(tok);
+    const dev::compress_policies<scorers::key_norm, structures::temporal_frames> policies{{}, frames};
+    std::size_t bytes = 0;
+    REQUIRE(dev::reference::compress(nullptr, bytes, sb.batch(), policies).ok());
+    std::vector<std::byte> temp(bytes);
+    sb.views[0].meta_at(8, 1).row = 1 - frames.meta(8).row;  // the other row of its frame
+    // (consistent metadata passes: the randomized cases over temporal_frames, below)
+    const auto before = sb.snapshot();
+    const dev::status s = dev::reference::compress(temp.data(), bytes, sb.batch(), policies);
+    CHECK(s.code == dev::errc::meta_out_of_structure);
+    CHECK(s.at == 1);
+    CHECK(s.received == 8);
+    CHECK(sb.snapshot() == before);
+  }
   {  // empty batch: fine, nothing to do
     dev::compress_batch<float, layouts::nhd> b{};
     CHECK(run_reference(b).ok());

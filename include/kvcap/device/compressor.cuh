@@ -87,7 +87,7 @@ template <class T, class Layout>
 status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
                       cudaStream_t stream) {
   KVCAP_CUDA_TRY(cudaMemsetAsync(ws.report, 0, sizeof(device_report), stream));
-  if (p.active_segments == 0 && p.checked_tokens == 0) return ok_status;
+  if (p.active_segments == 0 && p.checked_tokens == 0 && p.window_elements == 0) return ok_status;  // nothing reads them
   KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.views, batch.views.data(), batch.views.size_bytes(), cudaMemcpyHostToDevice, stream));
   if (ws.budgets)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes(), cudaMemcpyHostToDevice, stream));

@@ -216,10 +216,13 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
     const float* mass = needs.window_mass ? ws.window_mass + ws.token_indptr[a] : nullptr;
     if constexpr (needs.window_mass) window_mass(ws, p, a);
     const segment_score_context<T, Layout, Structure> ctx{{&view, &policies.structure, seg.head, n}, mean, mass};
-    for (index_t tok = 1; tok < n; ++tok)
-      if (ctx.meta(tok).index <= ctx.meta(tok - 1).index && ws.report->code == 0)
+    for (index_t tok = 0; tok < n && ws.report->code == 0; ++tok) {
+      if (tok > 0 && ctx.meta(tok).index <= ctx.meta(tok - 1).index)
         *ws.report = {static_cast<std::int32_t>(errc::meta_out_of_order), 0, segment, ctx.meta(tok - 1).index + 1,
                       ctx.meta(tok).index};
+      else if (!policies.structure.check(ctx.meta(tok)).ok)
+        *ws.report = {static_cast<std::int32_t>(errc::meta_out_of_structure), 0, segment, 0, tok};
+    }
     if constexpr (needs.mean_unit_key) {
       float* norms = ws.norms + ws.token_indptr[a];
       for (index_t tok = 0; tok < n; ++tok) norms[tok] = key_norm_at(ctx, tok);

@@ -7,7 +7,8 @@
 //   mean_kernel        (segment, dims)      mean of k/|k| in slot order (ordered_sums.cuh)
 //   components_kernel  (token)              composite scorers: every component
 //   stats_kernel       (segment, component) mean and 1/std in double, in slot order (idem)
-//   keys_kernel        (token)              rank key; checks logical indices increase
+//   keys_kernel        (token)              rank key; checks logical indices increase and the
+//                                           metadata against the structure (Structure::check)
 //
 // Shared inputs are summed in the host executor's order (a lane per dim, or a thread per
 // component, adds the staged slots in slot order: ordered_sums.cuh), so they are
@@ -88,11 +89,13 @@ __global__ void __launch_bounds__(token_threads)
   for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < tokens;
        g += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const auto s = site_of(ws, active, g, &policies.structure, head_dim);
+    const index_t segment = s.seg.view * num_kv_heads + s.seg.head;
     if (s.tok > 0) {
       const std::int64_t before = s.ctx.meta(s.tok - 1).index, here = s.ctx.meta(s.tok).index;
-      if (here <= before)
-        report_failure(ws.report, errc::meta_out_of_order, s.seg.view * num_kv_heads + s.seg.head, before + 1, here);
+      if (here <= before) report_failure(ws.report, errc::meta_out_of_order, segment, before + 1, here);
     }
+    if (!policies.structure.check(s.ctx.meta(s.tok)).ok)
+      report_failure(ws.report, errc::meta_out_of_structure, segment, 0, s.tok);
     const float* comps = num > 0 ? ws.components + num * ws.token_indptr[s.a] : nullptr;
     const float* stats = num > 0 ? ws.component_stats + 2 * num * s.a : nullptr;
     ws.keys[g] = rank_key_at(policies.scorer, s.ctx, s.tok, comps, stats);

@@ -8,10 +8,10 @@
 // error other than `cuda_error` has enqueued nothing: the cache is unchanged. A `cuda_error`
 // carries the cudaError_t of the failing runtime call and the file and line of the call.
 //
-// Three checks need what lives on the device: more protected tokens resident than the budget
-// (the host executor's compress_to check), logical indices that do not increase along a head
-// and NaN or Inf in K, V (the host executor's append checks) or an observation window (its
-// compress check). The device finds them before anything moves, writes a `device_report` into
+// Four checks need what lives on the device: more protected tokens resident than the budget
+// (the host executor's compress_to check), logical indices that do not increase along a head,
+// metadata that disagrees with the declared structure and NaN or Inf in K, V (the host
+// executor's append checks) or an observation window (its compress check). The device finds them before anything moves, writes a `device_report` into
 // the workspace and then moves nothing: the cache is unchanged. The host learns of it with
 // `read_status` (which waits for the stream) or by copying the report itself.
 //
@@ -35,6 +35,7 @@ enum class errc : std::int32_t {
   budget_below_protected,  ///< a segment holds more protected tokens than its budget
   meta_out_of_order,       ///< logical indices do not strictly increase along a head
   not_finite,              ///< NaN or Inf in K, V (of the checked slots) or a window
+  meta_out_of_structure,   ///< a token's metadata disagrees with the structure (Structure::check)
 };
 
 constexpr const char* to_string(errc e) {
@@ -48,6 +49,7 @@ constexpr const char* to_string(errc e) {
     case errc::budget_below_protected: return "budget below the protected tokens";
     case errc::meta_out_of_order: return "metadata out of order";
     case errc::not_finite: return "not finite";
+    case errc::meta_out_of_structure: return "metadata out of the structure";
   }
   return "unknown";
 }
@@ -85,6 +87,7 @@ enum class finite_input : std::int32_t { k = 0, v = 1, window = 2 };
 ///                           the index found
 ///   not_finite              input: K, V or window; at: segment (K, V) or view (window);
 ///                           received: the slot (K, V) or the window's query
+///   meta_out_of_structure   at: segment; received: the slot (Structure::check names the field)
 struct device_report {
   std::int32_t code = 0;   ///< an errc
   std::int32_t input = 0;  ///< not_finite: a finite_input
@@ -98,6 +101,8 @@ constexpr status to_status(const device_report& r) {
   if (code == errc::ok) return ok_status;
   const char* argument = "meta[].index (strictly increasing along each head)";
   if (code == errc::budget_below_protected) argument = "budgets[] (protected tokens resident)";
+  if (code == errc::meta_out_of_structure)
+    argument = "meta[] (as the structure declares it: Structure::check; at: segment, received: slot)";
   if (code == errc::not_finite) {
     const auto input = static_cast<finite_input>(r.input);
     argument = input == finite_input::k   ? "views[].k (finite values; at: segment, received: slot)"
