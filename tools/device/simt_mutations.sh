@@ -5,7 +5,9 @@
 # merge's rounds, the compaction's staging loop stepping by the wrong copy batch, the
 # compaction's tiles not waiting for the tiles they overwrite, publishing too early or writing
 # before the first warp's polls end), builds the device parity tests for the emulator and runs
-# them on a sample of the randomized cases.
+# them on a sample of the randomized cases. Mutations named "checks: …" remove one of the
+# device-side checks (NaN/Inf, metadata, budget 0, the workspace's base) and are run against
+# the error cases (test_device_errors.cu) instead.
 # Prints one line per mutation: the emulator's verdict, which should be a failure for each
 # but two, which say why they are redundant (a barrier after a round's turns that the next
 # round's barrier already orders; a __syncwarp that the merge's own warp reduction already
@@ -61,6 +63,13 @@ mutations=(
   "merge rounds: open tokens take the word's last kept slot as the next|include/kvcap/device/reduce_rounds.cuh|dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));|dropped[j].after = static_cast<std::int32_t>(base + highest_bit(kept));"
   "merge rounds: a stretch without kept slots loses the carried kept slot before|include/kvcap/device/reduce_rounds.cuh|before = stretch_last[w] > before ? stretch_last[w] : before;|before = stretch_last[w];"
   "warp stage: no __syncwarp before the stores (redundant here)|include/kvcap/device/warp_group.cuh|    __syncwarp();  // every lane has finished reading the rows staged before|"
+  "checks: the K/V NaN check not launched|include/kvcap/device/compressor.cuh|  if (p.checked_tokens > 0) {|  if (false) {"
+  "checks: appended ignored (every slot checked)|include/kvcap/device/ragged_plan.cuh|  return appended != nullptr ? length - appended[view] : 0;|  return 0;"
+  "checks: a window's NaN check not launched|include/kvcap/device/compressor.cuh|  if (needs.window_mass && p.window_elements > 0) {|  if (false) {"
+  "checks: no upload when only windows are read|include/kvcap/device/compressor.cuh| && p.window_elements == 0) return ok_status;|) return ok_status;"
+  "checks: the structure check removed|include/kvcap/device/score_kernel.cuh|    if (!policies.structure.check(s.ctx.meta(s.tok)).ok)|    if (false)"
+  "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0)|      if (false)"
+  "checks: read_status reads the caller's base, not the carve's|include/kvcap/device/compressor.cuh|cudaMemcpyAsync(&report, workspace_base(d_temp_storage),|cudaMemcpyAsync(&report, d_temp_storage,"
 )
 # KVCAP_MUTATIONS=PATTERN runs only the mutations whose name matches it (grep -E).
 selected=()
@@ -76,9 +85,11 @@ for m in "${selected[@]}"; do
   copy="$work/src"
   rm -rf "$copy" && mkdir -p "$copy" && cp -r "$root/include" "$root/tests" "$copy/"
   python3 "$root/tools/device/apply_mutation.py" "$copy/$file" "$old" "$new"
+  cases=parity
+  case "$name" in checks:*) cases=errors ;; esac
   g++ "${flags[@]}" -I"$copy/tests/device/simt/include" -I"$copy/include" \
-      -c "$copy/tests/device/simt/test_parity_on_cpu.cpp" -o "$work/parity.o"
-  g++ -pthread -o "$work/t" "$work/parity.o" "$work/main.o" "$work/runtime.o"
+      -c "$copy/tests/device/simt/test_${cases}_on_cpu.cpp" -o "$work/cases.o"
+  g++ -pthread -o "$work/t" "$work/cases.o" "$work/main.o" "$work/runtime.o"
   # An abort is a verdict: an inner shell waits for it, so its "Aborted" notice goes to /dev/null.
   rc=$(bash -c '"$@" > "$0" 2>&1; echo $?' "$work/out.log" env KVCAP_DEVICE_TEST_SCALE="$scale" "$work/t" 2> /dev/null)
   verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')
