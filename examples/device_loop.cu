@@ -114,6 +114,10 @@ int main() {
                                      .max_window_rows = window * (q_heads / kv_heads)};
   std::size_t workspace_bytes = dev::workspace_bound<T, Layout, scorer, reducers::merge>(limits);
   void* workspace = device_alloc<std::byte>(workspace_bytes);
+  // The first failure of the device-side checks (NaN/Inf, metadata) of any call: the engine
+  // waits once, after the prefill, instead of after every call (failure_log.cuh).
+  auto* failure_log = device_alloc<dev::device_report>(1);
+  CHECK_CUDA(cudaMemset(failure_log, 0, sizeof(dev::device_report)));
 
   // Chunk buffers (the engine's projections would fill them), in device memory.
   T* k_chunk = device_alloc<T>(num_requests * max_chunk * kv_heads * dim);
@@ -163,6 +167,7 @@ int main() {
       batch.windows = windows;  // causal: each window is its chunk's tail
       batch.appended = std::span<const index_t>(chunk, num_requests);  // NaN/Inf checks: the new tokens only
       batch.lengths_out = lengths_out;
+      batch.failure_log = failure_log;
       const dev::status s = dev::compress(workspace, workspace_bytes, batch, policies, stream);  // back to ≤ budget
       if (!s) return std::fprintf(stderr, "compress: %s: %s\n", dev::to_string(s.code), s.argument), 1;
       for (index_t r = 0; r < num_requests; ++r) batch_views[r].length = lengths_out[r];
@@ -173,7 +178,7 @@ int main() {
     ++steps;
   }
   CHECK_CUDA(cudaStreamSynchronize(stream));
-  const dev::status device_checks = dev::read_status(workspace, stream);
+  const dev::status device_checks = dev::read_failure_log(failure_log, stream);  // every call's
   if (!device_checks)
     return std::fprintf(stderr, "device checks: %s: %s\n", dev::to_string(device_checks.code), device_checks.argument), 1;
 

@@ -189,6 +189,55 @@ TEST_CASE("metadata errors are found on the device; nothing moves; the next call
   }
 }
 
+TEST_CASE("a failure log keeps the first device-side failure of a run of calls" * doctest::skip(no_gpu())) {
+  // One workspace, five calls, no wait between them: the per-call report (read_status) holds
+  // the last call's checks only; the log holds the first failure until the caller clears it.
+  fixture f(2);
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, f.batch(), key_norm_policies).ok());
+  device_buffer temp(f.mr, bytes), log(f.mr, sizeof(dev::device_report));
+  KVCAP_TEST_CUDA(cudaMemset(log.data, 0, sizeof(dev::device_report)));
+  auto* const d_log = static_cast<dev::device_report*>(log.data);
+  std::vector<index_t> out(2, -1);
+  const auto call = [&] {
+    auto b = f.batch();
+    b.failure_log = d_log, b.lengths_out = out;
+    REQUIRE(dev::compress(temp.data, bytes, b, key_norm_policies).ok());  // the host-side checks pass
+  };
+  call();  // clean: compressed, the log stays clear
+  CHECK(dev::read_status(temp.data).ok());
+  CHECK(dev::read_failure_log(d_log).ok());
+  f.reupload();
+  f.before[1].view.k[f.before[1].view.mapping(7, 1) + 2] = __float2half(NAN);  // segment 3, slot 7
+  f.reupload();
+  call();  // fails: nothing moves
+  f.require_unchanged();
+  f.before[1].view.k[f.before[1].view.mapping(7, 1) + 2] = __float2half(0.5f);
+  f.before[0].view.meta_at(9, 0).index = 2;  // segment 0: indices go backwards at slot 9
+  f.reupload();
+  call();  // fails otherwise: the log keeps the first failure
+  const dev::status last = dev::read_status(temp.data);
+  CHECK(last.code == dev::errc::meta_out_of_order);
+  f.before[0].view.meta_at(9, 0).index = 9;
+  f.reupload();
+  call();  // clean again: compressed, and the log still holds the NaN
+  CHECK(dev::read_status(temp.data).ok());
+  CHECK(out == std::vector<index_t>{16, 16});
+  host_image<__half, layouts::nhd> now;
+  clone(f.before[0], now);
+  f.images[0]->download(now);
+  CHECK(compare_storage(f.before[0], now) != "");  // this call did compress
+  const dev::status first = dev::read_failure_log(d_log);
+  CHECK(first.code == dev::errc::not_finite);
+  CHECK(std::string(first.argument) == "views[].k (finite values; at: segment, received: slot)");
+  CHECK(first.at == 3);
+  CHECK(first.received == 7);
+  KVCAP_TEST_CUDA(cudaMemset(log.data, 0, sizeof(dev::device_report)));  // the caller clears it
+  f.reupload();
+  call();
+  CHECK(dev::read_failure_log(d_log).ok());
+}
+
 TEST_CASE("NaN and Inf in K, V or a window are found on the device; nothing moves" * doctest::skip(no_gpu())) {
   const std::string k = "views[].k (finite values; at: segment, received: slot)";
   const std::string v = "views[].v (finite values; at: segment, received: slot)";

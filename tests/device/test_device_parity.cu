@@ -253,3 +253,79 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps by window attention (to nea
       r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
+
+TEST_CASE_TEMPLATE("a causal window longer than a short head: its early queries add nothing (hand-checked)" *
+                       doctest::skip(no_gpu()),
+                   Layout, layouts::nhd, layouts::varlen) {
+  // Per-head lengths 6 and 4, dim 1 (logit = key: every query is 1), a causal window of 5
+  // queries, one query head per kv-head. Key gaps of 20 make each softmax one-hot to float
+  // precision. Head 0 (keys 0 20 40 60 80 100): query j sits at slot 1 + j and attends to it,
+  // so the masses are (0, 1/5 ×5). Head 1 (keys 30 -40 -40 60): query 0 sits before slot 0,
+  // sees nothing and adds nothing; queries 1-3 attend to slot 0, query 4 to slot 3. Averaged
+  // over the 4 queries that see a key: (3/4, 0, 0, 1/4), summing to 1 (over all 5 it would
+  // be 3/5 and 1/5). This is the host's head_adaptive case (tests/test_head_adaptive.cpp).
+  using T = float;
+  dev::counting_resource mr;
+  rng r(31);
+  host_image<T, Layout> img;
+  arrange(img, r, 6, 2, 1);
+  const std::vector<std::vector<float>> keys{{0, 20, 40, 60, 80, 100}, {30, -40, -40, 60}};
+  const std::vector<std::vector<std::int64_t>> index{{0, 1, 2, 3, 4, 5}, {0, 1, 4, 5}};
+  const structures::sequence text{.length = 100};
+  for (index_t head = 0; head < 2; ++head)
+    for (std::size_t tok = 0; tok < keys[head].size(); ++tok) {
+      img.view.meta_at(static_cast<index_t>(tok), head) = text.meta(index[head][tok]);
+      img.view.key(static_cast<index_t>(tok), head).data[0] = keys[head][tok];
+      img.v[img.view.mapping(static_cast<index_t>(tok), head)] = 1.f;
+    }
+  device_image<T, Layout> image(mr, img);
+  const std::vector<layer_view<T, Layout>> views{image.view};
+  const std::vector<T> queries(7 * 2, 1.f);  // 5 queries, then 7 (refused)
+  device_buffer query_memory(mr, queries.size() * sizeof(T));
+  KVCAP_TEST_CUDA(cudaMemcpy(query_memory.data, queries.data(), queries.size() * sizeof(T), cudaMemcpyHostToDevice));
+  const std::vector<kv_tensor<const T>> windows{{static_cast<const T*>(query_memory.data), 5, 2, 1}};
+  const std::vector<index_t> head_lengths{6, 4}, head_budgets{5, 2};
+  std::vector<index_t> head_out(2, -1);
+  dev::compress_batch<T, Layout> batch{views, {}, head_lengths, head_budgets, {}, head_out};
+  batch.windows = windows;  // causal: the chunk's tail
+  const dev::compress_policies<scorers::observation_window> policies{{.pool_radius = 0}};
+  std::size_t bytes = 0;
+  REQUIRE(dev::compress(nullptr, bytes, batch, policies).ok());
+  device_buffer temp(mr, bytes);
+  REQUIRE(dev::compress(temp.data, bytes, batch, policies).ok());
+  REQUIRE(dev::read_status(temp.data).ok());
+  CHECK(head_out == std::vector<index_t>{5, 2});
+
+  // The masses, read back from the workspace (the carve compress made).
+  dev::plan_totals p;
+  REQUIRE(dev::plan(batch, p, dev::needs_of<scorers::observation_window>).ok());
+  workspace_carver carver(dev::workspace_base(temp.data));
+  const auto ws = dev::carve<T, Layout>(carver, p, dev::needs_of<scorers::observation_window>);
+  REQUIRE(p.tokens == 10);
+  std::vector<float> mass(10);
+  KVCAP_TEST_CUDA(cudaMemcpy(mass.data(), ws.window_mass, mass.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  const std::vector<float> want{0.f, 0.2f, 0.2f, 0.2f, 0.2f, 0.2f, 0.75f, 0.f, 0.f, 0.25f};
+  for (std::size_t t = 0; t < want.size(); ++t) {
+    INFO("slot ", t);
+    CHECK(mass[t] == doctest::Approx(want[t]).epsilon(1e-5));
+  }
+
+  // Kept: head 0 slots 1-5, head 1 tokens 0 and 5, in order.
+  host_image<T, Layout> got;
+  clone(img, got);
+  image.download(got);
+  const std::vector<std::vector<std::int64_t>> kept{{1, 2, 3, 4, 5}, {0, 5}};
+  for (index_t head = 0; head < 2; ++head)
+    for (std::size_t tok = 0; tok < kept[head].size(); ++tok)
+      CHECK(got.view.meta_at(static_cast<index_t>(tok), head).index == kept[head][tok]);
+
+  // A window longer than every head is no chunk's tail: refused, nothing moved.
+  const std::vector<kv_tensor<const T>> too_long{{static_cast<const T*>(query_memory.data), 7, 2, 1}};
+  const std::vector<index_t> short_lengths{5, 2}, smaller_budgets{4, 1};
+  batch.head_lengths = short_lengths, batch.head_budgets = smaller_budgets, batch.windows = too_long;
+  const dev::status s = dev::compress(temp.data, bytes, batch, policies);
+  CHECK(s.code == dev::errc::shape_mismatch);
+  CHECK(std::string(s.argument) == "windows[].num_tokens (<= resident tokens: the chunk's tail)");
+  CHECK(s.expected == 5);
+  CHECK(s.received == 7);
+}

@@ -5,9 +5,10 @@
 # merge's rounds, the compaction's staging loop stepping by the wrong copy batch, the
 # compaction's tiles not waiting for the tiles they overwrite, publishing too early or writing
 # before the first warp's polls end), builds the device parity tests for the emulator and runs
-# them on a sample of the randomized cases. Mutations named "checks: …" remove one of the
-# device-side checks (NaN/Inf, metadata, budget 0, the workspace's base) and are run against
-# the error cases (test_device_errors.cu) instead.
+# them on a sample of the randomized cases; "window mass: …" mutations undo how a short head
+# meets a causal window longer than it. Mutations named "checks: …" remove one of the
+# device-side checks (NaN/Inf, metadata, budget 0, the workspace's base, the failure log) and
+# are run against the error cases (test_device_errors.cu) instead.
 # Prints one line per mutation: the emulator's verdict, which should be a failure for each
 # but two, which say why they are redundant (a barrier after a round's turns that the next
 # round's barrier already orders; a __syncwarp that the merge's own warp reduction already
@@ -63,6 +64,10 @@ mutations=(
   "merge rounds: open tokens take the word's last kept slot as the next|include/kvcap/device/reduce_rounds.cuh|dropped[j].after = static_cast<std::int32_t>(base + lowest_bit(kept));|dropped[j].after = static_cast<std::int32_t>(base + highest_bit(kept));"
   "merge rounds: a stretch without kept slots loses the carried kept slot before|include/kvcap/device/reduce_rounds.cuh|before = stretch_last[w] > before ? stretch_last[w] : before;|before = stretch_last[w];"
   "warp stage: no __syncwarp before the stores (redundant here)|include/kvcap/device/warp_group.cuh|    __syncwarp();  // every lane has finished reading the rows staged before|"
+  "window mass: averaged over every row (a short head's queries before its first slot counted)|include/kvcap/device/window_kernel.cuh|window_seeing_rows(n, site.window.num_tokens, site.group, causal)|site.rows"
+  "window mass: a causal window checked against each head, not the view's longest|include/kvcap/device/ragged_plan.cuh|batch.window_is_chunk_tail && w > resident|batch.window_is_chunk_tail && w > e.length"
+  "checks: no failure log written|include/kvcap/device/compressor.cuh|  if (batch.failure_log == nullptr) return ok_status;|  return ok_status;"
+  "checks: the failure log takes every failure, not the first|include/kvcap/device/failure_log.cuh|  if (atomicCAS(&log->code, 0, report->code) == 0) {|  if ((log->code = report->code), true) {"
   "checks: the K/V NaN check not launched|include/kvcap/device/compressor.cuh|  if (p.checked_tokens > 0) {|  if (false) {"
   "checks: appended ignored (every slot checked)|include/kvcap/device/ragged_plan.cuh|  return appended != nullptr ? length - appended[view] : 0;|  return 0;"
   "checks: a window's NaN check not launched|include/kvcap/device/compressor.cuh|  if (needs.window_mass && p.window_elements > 0) {|  if (false) {"

@@ -20,7 +20,8 @@
 // Host-side checks (the host executor's, see ragged_plan.cuh) come back as the returned
 // status before anything is enqueued. The checks of what lives on the device (metadata, NaN
 // and Inf in K, V and windows: status.cuh) run there and, on failure, leave the cache
-// unchanged and a report for read_status. The lengths the call leaves are
+// unchanged and a report for read_status (and for the caller's failure log, when the batch
+// names one: failure_log.cuh). The lengths the call leaves are
 // written to batch.lengths_out / head_lengths_out on the host right away (they follow from
 // the inputs: min(length, budget)); they hold if read_status is ok.
 //
@@ -28,7 +29,7 @@
 // batch description (views, budgets, per-head lengths and budgets, appended, windows; from pageable
 // memory they are staged by the driver before the call returns, so the spans may be reused at
 // once; to capture the call in a CUDA graph, keep the spans in page-locked memory and
-// unchanged until the graph runs), and up to 13 kernels. The workspace may start anywhere:
+// unchanged until the graph runs), and up to 14 kernels. The workspace may start anywhere:
 // the size query includes the room to align its carve to 256 bytes.
 // There is no synchronisation and no device query.
 
@@ -37,6 +38,7 @@
 #include <cstdint>
 
 #include "compact.cuh"
+#include "failure_log.cuh"
 #include "finite_check.cuh"
 #include "launch.cuh"
 #include "ordered_sums.cuh"
@@ -122,14 +124,8 @@ template <class T, class Layout>
 status enqueue_checks(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
                       policy_needs needs, cudaStream_t stream) {
   if (p.checked_tokens > 0) {
-    status s;
-    switch (vector_bytes(batch, p.head_dim)) {
-      case 16: s = launch_finite_kv<16>(ws, p, stream); break;
-      case 8: s = launch_finite_kv<8>(ws, p, stream); break;
-      case 4: s = launch_finite_kv<4>(ws, p, stream); break;
-      case 2: s = launch_finite_kv<2>(ws, p, stream); break;
-      default: s = launch_finite_kv<1>(ws, p, stream); break;
-    }
+    const status s = with_vector_bytes(vector_bytes(batch, p.head_dim),
+                                       [&]<int VecBytes>() { return launch_finite_kv<VecBytes>(ws, p, stream); });
     if (!s) return s;
   }
   if (needs.window_mass && p.window_elements > 0) {
@@ -246,13 +242,18 @@ template <int CopyBatch = copy_batch, class T, class Layout, class Probe = no_co
 status enqueue_compact(const workspace_layout<T, Layout>& ws, const plan_totals& p,
                        const compress_batch<T, Layout>& batch, cudaStream_t stream, Probe probe = {}) {
   if (p.active_segments == 0) return ok_status;
-  switch (vector_bytes(batch, p.head_dim)) {
-    case 16: return launch_compact<16, CopyBatch>(ws, p, stream, probe);
-    case 8: return launch_compact<8, CopyBatch>(ws, p, stream, probe);
-    case 4: return launch_compact<4, CopyBatch>(ws, p, stream, probe);
-    case 2: return launch_compact<2, CopyBatch>(ws, p, stream, probe);
-    default: return launch_compact<1, CopyBatch>(ws, p, stream, probe);
-  }
+  return with_vector_bytes(vector_bytes(batch, p.head_dim),
+                           [&]<int VecBytes>() { return launch_compact<VecBytes, CopyBatch>(ws, p, stream, probe); });
+}
+
+/// The call's report into the caller's failure log, when it names one (failure_log.cuh).
+template <class T, class Layout>
+status enqueue_failure_log(const workspace_layout<T, Layout>& ws, const compress_batch<T, Layout>& batch,
+                           cudaStream_t stream) {
+  if (batch.failure_log == nullptr) return ok_status;
+  launch(log_failure_kernel<>, 1, 32, 0, stream, static_cast<const device_report*>(ws.report), batch.failure_log);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
 }
 
 /// The launch choices that change when work is done, never what is written: tests run other
@@ -285,6 +286,7 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
   if (status s = enqueue_select(ws, p, stream); !s) return s;
   if (status s = enqueue_reduce<Tune.rounds_min_ready>(ws, p, policies, stream); !s) return s;
   if (status s = enqueue_compact<Tune.copy_batch>(ws, p, batch, stream); !s) return s;
+  if (status s = enqueue_failure_log(ws, batch, stream); !s) return s;
   write_lengths(batch, p);
   return ok_status;
 }
@@ -306,13 +308,25 @@ template <any_scorer Scorer, class T, layout Layout>
   return compress(d_temp_storage, temp_storage_bytes, batch, compress_policies<Scorer>{}, stream);
 }
 
-/// The device-side metadata checks of the last call that used `d_temp_storage` (waits for
-/// `stream`). ok when they passed, or the failure (the cache was left unchanged).
-[[nodiscard]] inline status read_status(const void* d_temp_storage, cudaStream_t stream = 0) {
+namespace detail {
+inline status read_report(const device_report* d_report, cudaStream_t stream) {
   device_report report;
-  KVCAP_CUDA_TRY(cudaMemcpyAsync(&report, workspace_base(d_temp_storage), sizeof report, cudaMemcpyDeviceToHost, stream));
+  KVCAP_CUDA_TRY(cudaMemcpyAsync(&report, d_report, sizeof report, cudaMemcpyDeviceToHost, stream));
   KVCAP_CUDA_TRY(cudaStreamSynchronize(stream));
   return to_status(report);
+}
+}  // namespace detail
+
+/// The device-side checks of the last call that used `d_temp_storage` (waits for `stream`).
+/// ok when they passed, or the failure (that call left the cache unchanged).
+[[nodiscard]] inline status read_status(const void* d_temp_storage, cudaStream_t stream = 0) {
+  return detail::read_report(static_cast<const device_report*>(workspace_base(d_temp_storage)), stream);
+}
+
+/// The first device-side failure of the calls that named `d_log` as their failure_log since
+/// it was cleared (waits for `stream`): ok when none failed (failure_log.cuh).
+[[nodiscard]] inline status read_failure_log(const device_report* d_log, cudaStream_t stream = 0) {
+  return detail::read_report(d_log, stream);
 }
 
 }  // namespace kvcap::device

@@ -50,14 +50,19 @@ struct compress_batch {
   /// head_dim), q_heads a multiple of kv_heads (GQA), in device memory, as the host executor's
   /// `window` argument; {} for a view with nothing to drop.
   std::span<const kv_tensor<const T>> windows = {};
-  /// The windows are the chunks' last w queries (causal: query j sees slots ≤ length − w + j),
-  /// or a proxy such as the question that sees every resident token.
+  /// The windows are the chunks' last w queries (causal: in a head of n slots query j sees
+  /// slots ≤ n − w + j; w ≤ the view's longest head), or a proxy such as the question that
+  /// sees every resident token (core/window_rows.hpp).
   bool window_is_chunk_tail = true;
   /// (views) optional: the tokens appended to every head of each view since it was last
   /// compressed (its chunk). The call checks the K and V of each head's last appended[view]
   /// slots for NaN and Inf, as the host executor's append checks a chunk; {}: every resident
   /// slot of every head. Every view is checked, whether or not it has tokens to drop.
   std::span<const index_t> appended = {};
+  /// (device memory) optional: receives the call's device-side failure (its report) if the log
+  /// holds none yet, so that an engine waits once for a run of calls (failure_log.cuh; read it
+  /// with read_failure_log). Never cleared by kvcap. Host-side failures are the returned status.
+  device_report* failure_log = nullptr;
 };
 
 /// The policies a device compress runs: the scorer, the structure model its (and the
@@ -398,9 +403,17 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
                                e.length);
       if (w == 0)
         return status::failure(errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", view, 1, 0);
-      if (batch.window_is_chunk_tail && w > e.length)
+      // The chunk's tail lies within the view's resident tokens, its longest head; a shorter
+      // head has queries before its first slot, which see none of its keys (window_rows.hpp).
+      index_t resident = 0;
+      for (index_t head = 0; head < p.num_kv_heads; ++head) {
+        const index_t n = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads,
+                                         view * p.num_kv_heads + head).length;
+        resident = n > resident ? n : resident;
+      }
+      if (batch.window_is_chunk_tail && w > resident)
         return status::failure(errc::shape_mismatch, "windows[].num_tokens (<= resident tokens: the chunk's tail)",
-                               view, e.length, w);
+                               view, resident, w);
     }
   }
   return ok_status;

@@ -109,7 +109,7 @@ void window_mass(const workspace_layout<T, Layout>& ws, const plan_totals& p, in
         partial[(row % block_rows) / rows_per_warp] += std::exp(logit(row, tok) - stats[2 * row]) / stats[2 * row + 1];
     float sum = 0.f;
     for (const float x : partial) sum += x;
-    mass[tok] = sum * (1.f / static_cast<float>(rows));
+    mass[tok] = sum * (1.f / static_cast<float>(window_seeing_rows(n, win.num_tokens, group, p.window_causal)));
   }
 }
 
@@ -176,7 +176,8 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
 /// The device executor's `compress`, on host memory (views, block tables and head indptrs
 /// in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
 /// nullptr only `temp_bytes` is written. The device-side checks' errors are returned
-/// directly (and also left in the workspace's report, as on the device).
+/// directly (and also left in the workspace's report and, if the batch names one, in its
+/// failure log, as on the device).
 template <class T, layout Layout, any_scorer Scorer, structure Structure, reducer Reducer>
 status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, Layout>& batch,
                 const compress_policies<Scorer, Structure, Reducer>& policies) {
@@ -255,7 +256,10 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
       for (index_t tok = begin; tok < end; ++tok) kept += ws.selections[a].keeps(keys[tok]);
     }
   }
-  if (ws.report->code != 0) return to_status(*ws.report);
+  if (ws.report->code != 0) {
+    if (batch.failure_log != nullptr && batch.failure_log->code == 0) *batch.failure_log = *ws.report;
+    return to_status(*ws.report);
+  }
 
   // The reducer's turn, then compaction tile by tile.
   std::vector<std::byte> staging;

@@ -11,9 +11,11 @@
 // Four checks need what lives on the device: more protected tokens resident than the budget
 // (the host executor's compress_to check), logical indices that do not increase along a head,
 // metadata that disagrees with the declared structure and NaN or Inf in K, V (the host
-// executor's append checks) or an observation window (its compress check). The device finds them before anything moves, writes a `device_report` into
-// the workspace and then moves nothing: the cache is unchanged. The host learns of it with
-// `read_status` (which waits for the stream) or by copying the report itself.
+// executor's append checks) or an observation window (its compress check). The device finds
+// them before anything moves, writes a `device_report` into the workspace and then moves
+// nothing: the cache is unchanged. The host learns of it with `read_status` (which waits for
+// the stream) or by copying the report itself; the first failure of a run of calls also goes
+// to the caller's failure log, when the batch names one (failure_log.cuh).
 //
 // This header is plain C++ (any C++20 compiler); the CUDA helper macros appear only when
 // compiled by a CUDA compiler, or with the CPU SIMT emulator (launch.cuh).

@@ -7,7 +7,9 @@
 //                        max and normaliser (a warp owns 1 to 4 rows, a lane one key of the tile)
 //   window_mass_kernel   (segment, key tile)   each key's probability under every row, summed
 //                        over the rows (a warp's rows in order, then the warps in order) and
-//                        divided by the number of rows, so a segment's masses sum to 1
+//                        divided by the number of rows that see a key (all of them, but
+//                        group · n in a head of n < w slots under a causal window), so a
+//                        segment's masses sum to 1
 //
 // GQA: the rows of a kv-head are its window queries × the query heads of its group. The result
 // equals the host executor's window mass to float rounding, not bit for bit (exp and the
@@ -214,7 +216,8 @@ __global__ void __launch_bounds__(window_threads, window_mass_blocks_per_sm)
   if (warp != 0 || key >= n) return;
   float mass = 0.f;
   for (int w = 0; w < window_warps; ++w) mass += partial[w][lane];
-  ws.window_mass[ws.token_indptr[a] + key] = mass * (1.f / static_cast<float>(site.rows));
+  const index_t seeing = window_seeing_rows(n, site.window.num_tokens, site.group, causal);
+  ws.window_mass[ws.token_indptr[a] + key] = mass * (1.f / static_cast<float>(seeing));
 }
 
 }  // namespace kvcap::device::detail

@@ -3,12 +3,11 @@
 // shared input of scorers::observation_window), shared by its kernels and its host reference.
 //
 // Rows are (window query j, GQA member g) pairs, row = j · group + g, reading query head
-// head · group + g of the window, pre-scaled by 1/√dim (as the host executor does). With a
-// causal window (the chunk's own last w queries), query j sits at slot n − w + j and sees
-// slots < n − w + j + 1. A block stages `block_rows` rows and a tile of 32 keys in shared
-// memory (keys padded to dim + 1 floats so that lanes reading different keys hit different
-// banks), within the 48 KiB a block may use without opting in (head_dim ≤ 256). Plain C++ with host/device
-// annotations.
+// head · group + g of the window, pre-scaled by 1/√dim (as the host executor does). Which
+// slots a row sees, and how many rows a mass averages, are core/window_rows.hpp's. A block
+// stages `block_rows` rows and a tile of 32 keys in shared memory (keys padded to dim + 1
+// floats so that lanes reading different keys hit different banks), within the 48 KiB a
+// block may use without opting in (head_dim ≤ 256). Plain C++ with host/device annotations.
 
 #include <math.h>
 
@@ -16,6 +15,7 @@
 
 #include "../core/config.hpp"
 #include "../core/kv_tensor.hpp"
+#include "../core/window_rows.hpp"
 
 namespace kvcap::device {
 
@@ -40,12 +40,6 @@ constexpr index_t window_block_rows(index_t head_dim) {
   for (index_t rows = 32; rows >= 8; rows /= 2)
     if (head_dim <= window_max_head_dim && window_smem_bytes(rows, head_dim) <= window_smem_limit) return rows;
   return 0;
-}
-
-/// One past the last slot row `row` attends to, in a segment of `n` slots.
-KVCAP_HOST_DEVICE constexpr index_t window_visible_end(index_t n, index_t window_tokens, index_t group, index_t row,
-                                                       bool causal) {
-  return causal ? n - window_tokens + row / group + 1 : n;
 }
 
 /// The query of row `row` of kv-head `head`.

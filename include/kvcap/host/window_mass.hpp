@@ -7,10 +7,9 @@
 // row's probabilities into mass[tok], divided by the number of rows that see a key (so
 // the masses sum to 1). The only buffers are (rows, dim), (tile, dim) and (rows, tile)
 // floats plus (tok) for the result, all fixed at construction: never (rows, N), never (N, N).
-// With a causal window (the chunk's own last queries), query j sits at slot N − w + j and
-// sees slots ≤ N − w + j. A head shorter than the window (per-head lengths) has queries
-// before its first slot: they see none of its keys, so they add nothing, and its masses
-// are averaged over the group · min(w, N) rows that see one.
+// Which slots a row sees (a causal window is the chunk's own last queries), and over how
+// many rows the masses average (a head shorter than the window has queries before its
+// first slot, which add nothing), are core/window_rows.hpp's, shared with the device.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -19,6 +18,7 @@
 
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
+#include "../core/window_rows.hpp"
 
 namespace kvcap::host {
 
@@ -56,7 +56,7 @@ void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tenso
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
   if (n == 0) return;
   // Rows [0, blind) see no key of this head (causal, n < w).
-  const index_t blind = causal ? group * std::max<index_t>(0, w - n) : 0;
+  const index_t blind = rows - window_seeing_rows(n, w, group, causal);
 
   Eigen::Map<row_major> q(ws.queries, rows, d);
   for (index_t j = 0; j < w; ++j)
@@ -64,8 +64,7 @@ void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tenso
       const auto src = window(j, head * group + g);
       for (index_t i = 0; i < d; ++i) q(j * group + g, i) = src[i] * scale;
     }
-  // Last slot query row r may see (everything when not causal).
-  const auto visible_end = [&](index_t r) { return causal ? n - w + r / group + 1 : n; };
+  const auto visible_end = [&](index_t r) { return window_visible_end(n, w, group, r, causal); };
 
   // Logits of key tile [t0, t0 + len) into ws.logits, masked entries at -inf.
   const auto tile_logits = [&](index_t t0, index_t len) {
@@ -95,7 +94,7 @@ void window_mass(const layer_view<T, Layout>& view, index_t head, const kv_tenso
     }
   }
   std::fill_n(ws.mass, n, 0.f);
-  const float inv_rows = 1.f / static_cast<float>(rows - blind);
+  const float inv_rows = 1.f / static_cast<float>(window_seeing_rows(n, w, group, causal));
   for (index_t t0 = 0; t0 < n; t0 += window_mass_workspace::key_tile) {
     const index_t len = std::min(window_mass_workspace::key_tile, n - t0);
     auto s = tile_logits(t0, len);
