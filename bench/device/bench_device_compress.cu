@@ -166,6 +166,7 @@ struct fixture {
   std::vector<index_t> budgets;
   std::vector<index_t> appended;  ///< each request's chunk: the tokens whose K and V a call checks
   std::vector<kv_tensor<const T>> windows;  // each request's last window_queries chunk queries
+  dev::device_report* failure_log = nullptr;  ///< an engine's log of the first failed check
   static constexpr std::size_t elems = static_cast<std::size_t>(capacity * kv_heads * dim);
   static constexpr std::size_t metas = static_cast<std::size_t>(capacity * kv_heads);
 
@@ -208,6 +209,8 @@ struct fixture {
     for (index_t r = 0; r < batch; ++r)
       windows.push_back({q + (r * chunk + chunk - window_queries) * q_heads * dim, window_queries, q_heads, dim});
     BENCH_CUDA(cudaMalloc(&out, q_elems * sizeof(float)));
+    BENCH_CUDA(cudaMalloc(&failure_log, sizeof(dev::device_report)));
+    BENCH_CUDA(cudaMemset(failure_log, 0, sizeof(dev::device_report)));
     BENCH_CUDA(cudaMalloc(&k_table, batch * sizeof(T*)));
     BENCH_CUDA(cudaMalloc(&v_table, batch * sizeof(T*)));
     BENCH_CUDA(cudaMemcpy(k_table, k.data(), batch * sizeof(T*), cudaMemcpyHostToDevice));
@@ -227,6 +230,7 @@ struct fixture {
     dev::compress_batch<T, Layout> b{views, budgets};
     b.windows = windows;  // read by window scorers only
     b.appended = appended;  // as an engine calls it: the chunk's K and V are checked for NaN and Inf
+    b.failure_log = failure_log;  // and the first failure kept for one read after the prefill
     return b;
   }
   /// The kept rows that moved, read back from the metadata after a compaction: a row whose
@@ -291,7 +295,7 @@ struct prepared {
 };
 
 struct events {
-  cudaEvent_t e[7];
+  cudaEvent_t e[8];
   events() {
     for (auto& x : e) BENCH_CUDA(cudaEventCreate(&x));
   }
@@ -639,7 +643,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
   events ev;
-  double check_ms = 0, score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, total_ms = 0;
+  double check_ms = 0, score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, log_ms = 0, total_ms = 0;
   for (auto _ : state) {
     f.restore(stream);
     BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
@@ -655,15 +659,17 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
     BENCH_CUDA(cudaEventRecord(ev.e[5], stream));
     if (!dev::detail::enqueue_compact(run.ws, run.p, b, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[6], stream));
-    BENCH_CUDA(cudaEventSynchronize(ev.e[6]));
+    if (!dev::detail::enqueue_failure_log(run.ws, b, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[7], stream));
+    BENCH_CUDA(cudaEventSynchronize(ev.e[7]));
     // score_us counts the upload, as in runs 1-6 (before the checks existed).
     check_ms += ev.ms(1, 2), score_ms += ev.ms(0, 1) + ev.ms(2, 3), select_ms += ev.ms(3, 4);
-    reduce_ms += ev.ms(4, 5), compact_ms += ev.ms(5, 6), total_ms += ev.ms(0, 6);
-    state.SetIterationTime(ev.ms(0, 6) / 1e3);
+    reduce_ms += ev.ms(4, 5), compact_ms += ev.ms(5, 6), log_ms += ev.ms(6, 7), total_ms += ev.ms(0, 6);
+    state.SetIterationTime(ev.ms(0, 6) / 1e3);  // without the log, as in runs 1-6
   }
   const double n = static_cast<double>(state.iterations());
-  check_ms /= n, score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, total_ms /= n;
-  if (!dev::read_status(run.temp)) std::abort();
+  check_ms /= n, score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, log_ms /= n, total_ms /= n;
+  if (!dev::read_status(run.temp) || !dev::read_failure_log(f.failure_log)) std::abort();
   f.restore(stream);
   double attention_ms = 0;
   constexpr int reps = 5;
@@ -674,6 +680,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   attention_ms /= reps;
   const double flops = fixture<Layout>::attention_flops();
   state.counters["check_us"] = check_ms * 1e3;  // NaN/Inf in the chunk's K and V (and the window)
+  state.counters["log_us"] = log_ms * 1e3;      // the failure log's one-thread launch
   state.counters["score_us"] = score_ms * 1e3;
   state.counters["select_us"] = select_ms * 1e3;
   if constexpr (Reducer::merges) state.counters["merge_us"] = reduce_ms * 1e3;

@@ -173,8 +173,8 @@ void compact_tile(const layer_view<T, Layout>& view, const plan_segment& seg, co
   }
 }
 
-/// The device executor's `compress`, on host memory (views, block tables and head indptrs
-/// in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
+/// The device executor's `compress`, on host memory (views, block tables, head indptrs and
+/// the failure log in host memory; `h_temp` a host buffer). Same two-phase convention: with h_temp ==
 /// nullptr only `temp_bytes` is written. The device-side checks' errors are returned
 /// directly (and also left in the workspace's report and, if the batch names one, in its
 /// failure log, as on the device).
