@@ -251,7 +251,7 @@ template <class T, class Layout>
 status enqueue_failure_log(const workspace_layout<T, Layout>& ws, const compress_batch<T, Layout>& batch,
                            cudaStream_t stream) {
   if (batch.failure_log == nullptr) return ok_status;
-  launch(log_failure_kernel<>, 1, 32, 0, stream, static_cast<const device_report*>(ws.report), batch.failure_log);
+  launch(log_failure_kernel<>, 1, 1, 0, stream, static_cast<const device_report*>(ws.report), batch.failure_log);
   KVCAP_CUDA_LAUNCHED(stream);
   return ok_status;
 }

@@ -24,8 +24,8 @@ namespace kvcap::device::detail {
 
 /// (A template, as every kernel in these headers is: each translation unit may then hold it.)
 template <class Report = device_report>
-__global__ void __launch_bounds__(32) log_failure_kernel(const Report* report, Report* log) {
-  if (threadIdx.x != 0 || report->code == 0) return;
+__global__ void __launch_bounds__(1) log_failure_kernel(const Report* report, Report* log) {
+  if (report->code == 0) return;
   if (atomicCAS(&log->code, 0, report->code) == 0) {
     log->input = report->input;
     log->at = report->at;

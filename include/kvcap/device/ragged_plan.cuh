@@ -378,8 +378,17 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
   const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
   const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();
+  index_t resident = 0;  // window scorers: the current view's longest head
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
     const extent e = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment);
+    if (needs.window_mass && segment % p.num_kv_heads == 0) {  // a view's first head: its resident tokens
+      resident = 0;
+      for (index_t head = 0; head < p.num_kv_heads; ++head) {
+        const index_t n =
+            segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment + head).length;
+        resident = n > resident ? n : resident;
+      }
+    }
     const index_t capacity = batch.views[segment / p.num_kv_heads].mapping.capacity;
     if (p.head_lengths && (e.length < 0 || e.length > capacity))
       return status::failure(errc::capacity_exceeded, "head_lengths[]", segment, capacity, e.length);
@@ -405,12 +414,6 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
         return status::failure(errc::invalid_argument, "windows[] (a window for a view with tokens to drop)", view, 1, 0);
       // The chunk's tail lies within the view's resident tokens, its longest head; a shorter
       // head has queries before its first slot, which see none of its keys (window_rows.hpp).
-      index_t resident = 0;
-      for (index_t head = 0; head < p.num_kv_heads; ++head) {
-        const index_t n = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads,
-                                         view * p.num_kv_heads + head).length;
-        resident = n > resident ? n : resident;
-      }
       if (batch.window_is_chunk_tail && w > resident)
         return status::failure(errc::shape_mismatch, "windows[].num_tokens (<= resident tokens: the chunk's tail)",
                                view, resident, w);

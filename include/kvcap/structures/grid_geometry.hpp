@@ -84,4 +84,13 @@ constexpr meta_check same_place(const token_meta& m, const token_meta& want) {
   return {};
 }
 
+/// The check of a structure that is one grid (spatial_grid, temporal_frames): the index
+/// inside the prompt, the coordinates inside the grid, then same_place.
+template <class GridStructure>
+constexpr meta_check check_on_grid(const GridStructure& s, const token_meta& m) {
+  if (m.index < 0 || m.index >= s.num_tokens()) return {false, "index", s.num_tokens(), m.index};
+  const meta_check in_grid = s.geometry().check(m);
+  return in_grid.ok ? same_place(m, s.meta(m.index)) : in_grid;
+}
+
 }  // namespace kvcap::structures

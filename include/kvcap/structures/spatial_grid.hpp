@@ -27,11 +27,7 @@ struct spatial_grid {
   constexpr bool neighbour(index_t tok, grid_offset d, index_t& out) const {
     return geometry().neighbour(tok, d, out);
   }
-  constexpr meta_check check(const token_meta& m) const {
-    if (m.index < 0 || m.index >= num_tokens()) return {false, "index", num_tokens(), m.index};
-    const meta_check in_grid = geometry().check(m);
-    return in_grid.ok ? same_place(m, meta(m.index)) : in_grid;
-  }
+  constexpr meta_check check(const token_meta& m) const { return check_on_grid(*this, m); }
 };
 static_assert(structure<spatial_grid>);
 
