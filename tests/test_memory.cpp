@@ -16,6 +16,8 @@
 
 #include <kvcap.hpp>
 
+#include <cstddef>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -96,6 +98,53 @@ TEST_CASE("the workspace and storage formulas, by hand, for one shape") {
   const host::compressor_shape shape{.num_layers = 2, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 16, .max_chunk = 32};
   CHECK(comp::workspace_bytes(shape, 96) == 1536);
   CHECK(comp::slot_bytes(shape) == 336);
+}
+
+TEST_CASE("workspace_carver: 256-byte offsets, one carve for the size and the pointers, overflow refused") {
+  // 12 B → 256, 257 B → 512, 0 B → 0: 768 B, with each pointer at the size query's offset.
+  workspace_carver size;
+  CHECK(size.take<float>(3) == nullptr);
+  CHECK(size.take<std::uint8_t>(257) == nullptr);
+  CHECK(size.take<double>(0) == nullptr);
+  CHECK(size.bytes() == 768);
+  CHECK(!size.overflowed());
+  std::vector<std::byte> buffer(768);
+  workspace_carver real(buffer.data());
+  CHECK(static_cast<void*>(real.take<float>(3)) == buffer.data());
+  CHECK(static_cast<void*>(real.take<std::uint8_t>(257)) == buffer.data() + 256);
+  CHECK(static_cast<void*>(real.take<double>(0)) == buffer.data() + 768);
+  CHECK(real.bytes() == size.bytes());
+
+  // The last byte that fits: 2^63 B, then 2^63 − 256, ends at 2^64 − 256; one more byte would
+  // round up past std::size_t. The overflow is remembered, the size left as it was.
+  constexpr std::size_t half = std::size_t{1} << 63;
+  workspace_carver edge;
+  edge.take<std::byte>(std::numeric_limits<index_t>::max());  // 2^63 − 1 → 2^63
+  edge.take<std::byte>(static_cast<index_t>(half - 256));
+  CHECK(!edge.overflowed());
+  CHECK(edge.bytes() == ~std::size_t{0} - 255);
+  edge.take<std::byte>(0);
+  CHECK(!edge.overflowed());
+  edge.take<std::byte>(1);
+  CHECK(edge.overflowed());
+  CHECK(edge.bytes() == ~std::size_t{0} - 255);
+  workspace_carver product;  // count · sizeof(T) itself past std::size_t: 2^62 floats
+  product.take<float>(index_t{1} << 62);
+  CHECK(product.overflowed());
+  CHECK(product.bytes() == 0);
+  workspace_carver negative;
+  CHECK(negative.take<float>(-1) == nullptr);
+  CHECK(negative.overflowed());
+
+  // The host's size query refuses such a carve, naming what sized it.
+  using comp = host::compressor<float, layouts::nhd, scorers::key_norm, budgets::fixed_tokens>;
+  const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 1, .num_q_heads = 1, .head_dim = 16, .max_chunk = 32};
+  try {
+    (void)comp::workspace_bytes(shape, index_t{1} << 62);
+    FAIL("no kvcap::error");
+  } catch (const kvcap::error& e) {
+    CHECK(e.argument() == "workspace bytes (shape, budget)");
+  }
 }
 
 TEST_CASE_TEMPLATE("peak bytes equal the formula for fixed token budgets", T, float, Eigen::half, Eigen::bfloat16) {

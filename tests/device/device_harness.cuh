@@ -2,6 +2,7 @@
 // tests/device/device_harness.cuh — device images of the harness's host images, the GPU
 // test main's "is there a GPU" question, and CUDA checks for the GPU tests.
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>

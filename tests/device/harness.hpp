@@ -48,6 +48,12 @@ constexpr const char* layout_name() {
   else return "varlen";
 }
 
+/// T holds float's exponent range (float, bfloat16), not half's (its largest finite is 65504).
+template <class T>
+bool reaches_float_range() {
+  return std::isfinite(static_cast<float>(static_cast<T>(1e30f)));
+}
+
 /// How a case's values are drawn.
 enum class values { normal, small_ints, duplicates, huge };
 
@@ -62,10 +68,10 @@ T draw(rng& r, values mode, const T* previous_row, index_t dim) {
     case values::duplicates:
       if (previous_row != nullptr && r.chance(0.5)) return previous_row[dim];
       return static_cast<T>(static_cast<float>(r.between(-1, 1)));
-    case values::huge: {
+    case values::huge: {  // the top of T's range: float's (float, bfloat16) or half's
       const float x = r.normal();
-      if constexpr (sizeof(T) >= 4) return static_cast<T>(r.chance(0.2) ? x * 1e30f : x);
-      else return static_cast<T>(r.chance(0.2) ? std::clamp(x * 2e4f, -6e4f, 6e4f) : x);  // 16-bit: top of the range
+      if (reaches_float_range<T>()) return static_cast<T>(r.chance(0.2) ? x * 1e30f : x);
+      return static_cast<T>(r.chance(0.2) ? std::clamp(x * 2e4f, -6e4f, 6e4f) : x);
     }
   }
   return T{};

@@ -143,6 +143,26 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: float" * doctest::skip(no_
   each_scorer<float, Layout, scorers::key_diff, scorers::recency>(13, 60);
 }
 
+TEST_CASE_TEMPLATE("device keeps what the host keeps: bfloat16" * doctest::skip(no_gpu()), Layout, layouts::nhd,
+                   layouts::paged_hnd, layouts::varlen) {
+  // __nv_bfloat16, the storage of most current models' caches, on both executors: float's
+  // exponent range, so the huge values overflow the float sums as float storage does, and 8
+  // significand bits, so rounded K and V tie more often than half's. The merge folds in float
+  // and rounds each sum to bfloat16 on both.
+  each_scorer<__nv_bfloat16, Layout, scorers::key_norm, scorers::value_norm, scorers::recency, scorers::key_diff,
+              scorers::spatial_redundancy, scorers::forced_keep<blend_norms>>(19, 30);
+  rng r(20);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int c = 0; c < scaled(20); ++c) {
+    device_matches_host<__nv_bfloat16, Layout, scorers::key_norm, reducers::merge>(r, stream, {});
+    device_matches_host<__nv_bfloat16, Layout, scorers::observation_window>(r, stream, {});
+  }
+  device_matches_host<__nv_bfloat16, Layout, scorers::key_diff>(
+      r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
 TEST_CASE_TEMPLATE("device keeps what the host keeps: long segments, many tiles" * doctest::skip(no_gpu()), Layout,
                    layouts::nhd, layouts::paged_nhd) {
   // Budgets up to 3000 and chunks up to 800: dozens of compaction tiles per segment, whose

@@ -2,7 +2,8 @@
 // kvcap/core/workspace.hpp — carving one workspace buffer into aligned sub-buffers.
 //
 // The CUB convention: the same carve sequence runs twice, first over a null buffer to
-// learn the size, then over the real buffer. Size query and real run cannot disagree.
+// learn the size, then over the real buffer. Size query and real run cannot disagree. A size
+// that would not fit in std::size_t is remembered (overflowed()) for the caller to refuse.
 
 #include <cstddef>
 #include <cstdint>
@@ -22,17 +23,28 @@ class workspace_carver {
   /// `base == nullptr` only measures.
   explicit constexpr workspace_carver(void* base = nullptr) : base_(static_cast<std::byte*>(base)) {}
 
+  /// `count` elements of T at the next aligned offset; nullptr while measuring, or once a
+  /// size has overflowed (a negative count is an overflow too).
   template <class T>
   constexpr T* take(index_t count) {
     const std::size_t at = used_;
+    // used_ is a multiple of the alignment, so room ≥ 0: the most bytes that still round up.
+    const std::size_t room = ~std::size_t{0} - at - (workspace_alignment - 1);
+    if (overflowed_ || count < 0 || static_cast<std::size_t>(count) > room / sizeof(T)) {
+      overflowed_ = true;
+      return nullptr;
+    }
     used_ += align_up(static_cast<std::size_t>(count) * sizeof(T));
     return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
   }
   constexpr std::size_t bytes() const { return used_; }
+  /// A take's size did not fit: bytes() is not the carve's size, and the carve is unusable.
+  constexpr bool overflowed() const { return overflowed_; }
 
  private:
   std::byte* base_ = nullptr;
   std::size_t used_ = 0;
+  bool overflowed_ = false;
 };
 
 }  // namespace kvcap

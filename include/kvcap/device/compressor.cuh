@@ -16,6 +16,8 @@
 // 64-bit rank keys), lets the policy's reducer fold the dropped tokens into kept ones (merge;
 // evict does nothing), and compacts the kept tokens' K, V and metadata to the front of the
 // segment, stably and in place. No copy of the cache is made and nothing is allocated.
+// The element type T is the engine's: float, __half or __nv_bfloat16 (any type the device and
+// the host convert to float, and from float for a merging reducer), the same on both executors.
 //
 // Host-side checks (the host executor's, see ragged_plan.cuh) come back as the returned
 // status before anything is enqueued. The checks of what lives on the device (metadata, NaN

@@ -102,8 +102,10 @@ class compressor {
   /// heads hold at most `max_head_capacity` (head_capacity) each: the CUB-style size query,
   /// the same carve the constructor runs.
   static std::size_t workspace_bytes(const compressor_shape& s, index_t max_capacity, index_t max_head_capacity) {
-    checked_size_query w;
+    workspace_carver w;
     carve(w, s, max_capacity, max_head_capacity);
+    detail::require(!w.overflowed(), "workspace bytes (shape, budget)", "a size that fits in std::size_t",
+                    "more than fits");
     return w.bytes();
   }
   /// The same, for budgets whose heads all hold the same count (max_head_capacity = max_capacity).

@@ -20,7 +20,6 @@
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
 #include "../core/token_meta.hpp"
-#include "../core/workspace.hpp"
 #include "../structures/concept.hpp"
 #include "../structures/grid_geometry.hpp"
 
@@ -62,23 +61,6 @@ inline index_t checked_mul(const char* argument, index_t a, index_t b) {
                   "sizes that fit in 64-bit index arithmetic", detail::lazy(a, " * ", b));
   return a * b;
 }
-
-/// The size query of a workspace carve (workspace_carver's), in checked arithmetic.
-class checked_size_query {
- public:
-  template <class T>
-  T* take(index_t count) {
-    const index_t bytes = checked_mul("workspace bytes (shape, budget)", count, static_cast<index_t>(sizeof(T)));
-    const auto align = static_cast<index_t>(workspace_alignment);
-    used_ = checked_add("workspace bytes (shape, budget)", used_,
-                        checked_add("workspace bytes (shape, budget)", bytes, align - 1) / align * align);
-    return nullptr;
-  }
-  std::size_t bytes() const { return static_cast<std::size_t>(used_); }
-
- private:
-  index_t used_ = 0;
-};
 
 /// A budget's own settings, where tokens_for cannot reject them by its result.
 template <budget Budget>

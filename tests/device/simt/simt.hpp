@@ -43,6 +43,7 @@
 // The CUDA headers first, while their keywords still have the host compiler's meaning.
 #include <cuda_runtime_api.h>  // dim3, uint3, uint4, cudaError_t, cudaStream_t (host types)
 #include <cuda/atomic>
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <sys/mman.h>
