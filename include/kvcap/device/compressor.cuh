@@ -52,6 +52,7 @@
 #include "select.cuh"
 #include "status.cuh"
 #include "window_kernel.cuh"
+#include "workspace_layout.cuh"
 
 namespace kvcap::device {
 

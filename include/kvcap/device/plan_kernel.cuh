@@ -6,6 +6,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "ragged_plan.cuh"
+#include "workspace_layout.cuh"
 
 namespace kvcap::device::detail {
 

@@ -1,9 +1,7 @@
 #pragma once
-// kvcap/device/ragged_plan.cuh — a ragged batch of caches to compress in one launch, its
-// validation, its plan and the carve of its workspace.
+// kvcap/device/ragged_plan.cuh — the validation and the plan of a ragged batch
+// (batch.cuh).
 //
-// A batch is a set of views (one per (request, layer) cache, each with its own length,
-// budget, pointers and, for paged layouts, block table) over the engine's device memory.
 // Segments are (view, head) pairs, numbered view · num_kv_heads + head. A segment is active
 // when it holds more tokens than its budget; only active segments are scored, selected and
 // compacted, laid end to end (FlashInfer's indptr convention):
@@ -21,70 +19,13 @@
 #include "../core/config.hpp"
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
-#include "../core/workspace.hpp"
-#include "../reducers/concept.hpp"
-#include "../reducers/evict.hpp"
-#include "../scorers/concept.hpp"
-#include "../structures/sequence.hpp"
+#include "batch.cuh"
 #include "rank_bits.cuh"
 #include "score_context.cuh"
 #include "status.cuh"
 #include "window_tiles.cuh"
 
 namespace kvcap::device {
-
-/// A ragged batch, described on the host; k, v, meta (and block tables, head indptrs) are
-/// device memory. Inputs are read when the call is made; outputs are written by the call.
-template <class T, layout Layout>
-struct compress_batch {
-  std::span<const layer_view<T, Layout>> views;  ///< (views) caches; `length` = resident tokens of every head
-  std::span<const index_t> budgets;              ///< (views) tokens each head keeps; unused with head_budgets
-  /// (views · kv_heads) optional per-head resident tokens. The device executor reads per-head
-  /// lengths only from here (a view's own head_lengths pointer, if any, must then be null).
-  std::span<const index_t> head_lengths = {};
-  std::span<const index_t> head_budgets = {};    ///< (views · kv_heads) optional per-head budgets
-  std::span<index_t> lengths_out = {};           ///< (views) optional: each view's longest head afterwards
-  std::span<index_t> head_lengths_out = {};      ///< (views · kv_heads) optional: each head's tokens afterwards
-  /// (views) the observation window of each view's compress, for window scorers
-  /// (scorers::observation_window; read by no other scorer): queries of shape (w, q_heads,
-  /// head_dim), q_heads a multiple of kv_heads (GQA), in device memory, as the host executor's
-  /// `window` argument; {} for a view with nothing to drop.
-  std::span<const kv_tensor<const T>> windows = {};
-  /// The windows are the chunks' last w queries (causal: in a head of n slots query j sees
-  /// slots ≤ n − w + j; w ≤ the view's longest head), or a proxy such as the question that
-  /// sees every resident token (core/window_rows.hpp).
-  bool window_is_chunk_tail = true;
-  /// (views) optional: the tokens appended to every head of each view since it was last
-  /// compressed (its chunk). The call checks the K and V of each head's last appended[view]
-  /// slots for NaN and Inf, as the host executor's append checks a chunk; {}: every resident
-  /// slot of every head. Every view is checked, whether or not it has tokens to drop.
-  std::span<const index_t> appended = {};
-  /// (device memory) optional: receives the call's device-side failure (its report) if the log
-  /// holds none yet, so that an engine waits once for a run of calls (failure_log.cuh; read it
-  /// with read_failure_log). Never cleared by kvcap. Host-side failures are the returned status.
-  device_report* failure_log = nullptr;
-};
-
-/// The policies a device compress runs: the scorer, the structure model its (and the
-/// reducer's) neighbour queries go to, and what happens to dropped tokens.
-template <any_scorer Scorer, structure Structure = structures::sequence, reducer Reducer = reducers::evict>
-struct compress_policies {
-  using scorer_type = Scorer;
-  using structure_type = Structure;
-  using reducer_type = Reducer;
-  Scorer scorer{};
-  Structure structure{};
-  Reducer reducer{};
-};
-
-/// Declared limits, for a workspace that serves every later call (allocate once, at start-up).
-struct workspace_limits {
-  index_t max_views = 1;     ///< most views in one call
-  index_t num_kv_heads = 1;
-  index_t head_dim = 0;
-  index_t max_capacity = 0;  ///< most resident tokens of one head in any call (budget + max chunk)
-  index_t max_window_rows = 0;  ///< window scorers: most window queries × GQA group of a view
-};
 
 /// Resident and kept tokens of one segment.
 struct extent {
@@ -97,13 +38,6 @@ struct extent {
 struct plan_segment {
   std::int32_t view = 0, head = 0;
   index_t length = 0, keep = 0;
-};
-
-/// A dropped token of a segment and its nearest kept slots (-1 and the segment's length:
-/// none), as a local reducer's rounds list them (reduce_rounds.cuh).
-struct dropped_token {
-  std::int32_t slot = 0, before = -1, after = 0;
-  std::int32_t done = 0;  ///< its turn has been taken
 };
 
 /// Extent of segment `segment`: the one function host and device planning share.
@@ -149,85 +83,6 @@ struct plan_totals {
   bool head_lengths = false, head_budgets = false, appended = false;
 };
 
-/// The sub-buffers of one call's workspace (device memory for the device executor, host
-/// memory for the reference). Carved in one sequence for the size query and the real run.
-template <class T, layout Layout>
-struct workspace_layout {
-  device_report* report = nullptr;           // first, at offset 0: see read_status
-  layer_view<T, Layout>* views = nullptr;    // (views) copy of the batch's views
-  index_t* budgets = nullptr;                // (views) copy, or nullptr with head_budgets
-  index_t* head_lengths = nullptr;           // (segments) copy, or nullptr
-  index_t* head_budgets = nullptr;           // (segments) copy, or nullptr
-  index_t* appended = nullptr;               // (views) copy, or nullptr: every slot is checked
-  plan_segment* segments = nullptr;          // (active)
-  index_t* token_indptr = nullptr;           // (active + 1)
-  index_t* tile_indptr = nullptr;            // (active + 1)
-  std::uint64_t* keys = nullptr;             // (tokens) rank keys, see rank_bits.cuh
-  float* norms = nullptr;                    // (tokens) |k|, when the scorer needs the mean unit key
-  float* mean_keys = nullptr;                // (active, dim), idem
-  float* components = nullptr;               // per active segment (component, tok), composite scorers
-  float* component_stats = nullptr;          // (active, component, 2) mean and 1/std, idem
-  selection* selections = nullptr;           // (active)
-  std::int32_t* tile_kept_before = nullptr;  // (tiles) kept slots of the segment before the tile
-  std::int32_t* tile_segment = nullptr;      // (tiles) the active segment a tile belongs to
-  std::int32_t* tile_done = nullptr;         // (tiles + 1) tile has read its rows; [tiles] = tile counter
-  kv_tensor<const T>* windows = nullptr;     // (views) copy of the batch's windows, window scorers
-  float* window_stats = nullptr;             // (active, window rows, 2) softmax max and normaliser, idem
-  float* window_mass = nullptr;              // (tokens) attention mass of the window, idem
-  dropped_token* dropped = nullptr;          // (tokens) a segment's dropped tokens in slot order, local reducers
-  std::int32_t* claims = nullptr;            // (tokens) per slot: the first dropped token claiming it, idem
-};
-
-template <class T, layout Layout, class Carver>
-constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, policy_needs needs) {
-  workspace_layout<T, Layout> ws;
-  ws.report = w.template take<device_report>(1);
-  ws.views = w.template take<layer_view<T, Layout>>(p.num_views);
-  ws.budgets = p.head_budgets ? nullptr : w.template take<index_t>(p.num_views);
-  ws.head_lengths = p.head_lengths ? w.template take<index_t>(p.num_segments) : nullptr;
-  ws.head_budgets = p.head_budgets ? w.template take<index_t>(p.num_segments) : nullptr;
-  ws.appended = p.appended ? w.template take<index_t>(p.num_views) : nullptr;
-  ws.segments = w.template take<plan_segment>(p.active_segments);
-  ws.token_indptr = w.template take<index_t>(p.active_segments + 1);
-  ws.tile_indptr = w.template take<index_t>(p.active_segments + 1);
-  ws.keys = w.template take<std::uint64_t>(p.tokens);
-  ws.norms = needs.mean_unit_key ? w.template take<float>(p.tokens) : nullptr;
-  ws.mean_keys = needs.mean_unit_key ? w.template take<float>(p.active_segments * p.head_dim) : nullptr;
-  ws.components = needs.num_components > 0 ? w.template take<float>(needs.num_components * p.tokens) : nullptr;
-  ws.component_stats =
-      needs.num_components > 0 ? w.template take<float>(2 * needs.num_components * p.active_segments) : nullptr;
-  ws.selections = w.template take<selection>(p.active_segments);
-  ws.tile_kept_before = w.template take<std::int32_t>(p.tiles);
-  ws.tile_segment = w.template take<std::int32_t>(p.tiles);
-  ws.tile_done = w.template take<std::int32_t>(p.tiles + 1);
-  if (needs.window_mass) {
-    ws.windows = w.template take<kv_tensor<const T>>(p.num_views);
-    ws.window_stats = w.template take<float>(2 * p.active_segments * p.window_rows);
-    ws.window_mass = w.template take<float>(p.tokens);
-  }
-  if (needs.dropped_lists) {
-    ws.dropped = w.template take<dropped_token>(p.tokens);
-    ws.claims = w.template take<std::int32_t>(p.tokens);
-  }
-  return ws;
-}
-
-/// Bytes of a call's workspace: the carve, plus room to start it at the first 256-byte
-/// boundary of any buffer (CUB's convention: a caller's base need not be aligned).
-template <class T, layout Layout>
-constexpr std::size_t workspace_bytes(const plan_totals& p, policy_needs needs) {
-  workspace_carver w;
-  carve<T, Layout>(w, p, needs);
-  return w.bytes() + (workspace_alignment - 1);
-}
-
-/// Where a call's carve starts in the caller's buffer (its report first: read_status).
-inline void* workspace_base(void* buffer) {
-  const auto at = reinterpret_cast<std::uintptr_t>(buffer);
-  return reinterpret_cast<void*>((at + (workspace_alignment - 1)) / workspace_alignment * workspace_alignment);
-}
-inline const void* workspace_base(const void* buffer) { return workspace_base(const_cast<void*>(buffer)); }
-
 /// The query (token) of element `e` of a window, in either order.
 template <class T>
 KVCAP_HOST_DEVICE constexpr index_t window_query_of(const kv_tensor<const T>& w, index_t e) {
@@ -238,27 +93,6 @@ KVCAP_HOST_DEVICE constexpr index_t window_query_of(const kv_tensor<const T>& w,
 /// (compress_batch::appended; `appended` null: every slot).
 KVCAP_HOST_DEVICE constexpr index_t first_checked_slot(index_t length, const index_t* appended, index_t view) {
   return appended != nullptr ? length - appended[view] : 0;
-}
-
-/// Workspace bytes that serve every call within `limits` (with or without per-head spans),
-/// for these policies (a local reducer such as merge needs lists of its own).
-template <class T, layout Layout, any_scorer Scorer, reducer Reducer = reducers::evict>
-constexpr std::size_t workspace_bound(const workspace_limits& limits) {
-  plan_totals p;
-  p.num_views = limits.max_views;
-  p.num_kv_heads = limits.num_kv_heads;
-  p.head_dim = limits.head_dim;
-  p.num_segments = p.active_segments = limits.max_views * limits.num_kv_heads;
-  p.tokens = p.num_segments * limits.max_capacity;
-  p.tile_tokens = tile_tokens_for(limits.head_dim, static_cast<index_t>(sizeof(T)));
-  p.tiles = p.num_segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
-  p.max_length = limits.max_capacity;
-  p.window_rows = limits.max_window_rows;
-  p.head_lengths = p.head_budgets = true;
-  const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
-  p.head_budgets = false;  // then `budgets` is carved instead: take the larger
-  const std::size_t per_view = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
-  return per_head > per_view ? per_head : per_view;
 }
 
 namespace detail {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ragged_plan.cuh"
+#include "workspace_layout.cuh"
 #include "reduce_context.cuh"
 #include "score_context.cuh"
 
