@@ -12,9 +12,7 @@
 // the host to validate, size the workspace and size the grids, and on the device to write the
 // per-segment arrays. Both call `segment_extent`. Plain C++: any C++20 compiler.
 
-#include <cstddef>
 #include <cstdint>
-#include <span>
 
 #include "../core/config.hpp"
 #include "../core/kv_tensor.hpp"
