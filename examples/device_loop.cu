@@ -112,7 +112,9 @@ int main() {
   const dev::workspace_limits limits{.max_views = num_requests, .num_kv_heads = kv_heads, .head_dim = dim,
                                      .max_capacity = *std::max_element(request_budget, request_budget + num_requests) + max_chunk,
                                      .max_window_rows = window * (q_heads / kv_heads)};
-  std::size_t workspace_bytes = dev::workspace_bound<T, Layout, scorer, reducers::merge>(limits);
+  std::size_t workspace_bytes = 0;
+  if (const dev::status s = dev::workspace_bound<T, Layout, scorer, reducers::merge>(limits, workspace_bytes); !s)
+    return std::fprintf(stderr, "workspace_bound: %s: %s\n", dev::to_string(s.code), s.argument), 1;
   void* workspace = device_alloc<std::byte>(workspace_bytes);
   // The first failure of the device-side checks (NaN/Inf, metadata) of any call: the engine
   // waits once, after the prefill, instead of after every call (failure_log.cuh).

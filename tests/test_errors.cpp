@@ -563,14 +563,15 @@ TEST_CASE("a grid whose tiles do not divide it, or that has no extent, is refuse
 TEST_CASE("sizes that do not fit in 64-bit index arithmetic are refused at construction") {
   host::counting_resource counted;
   auto expect = [&]<class Scorer, class Budget>(Scorer, host::compressor_shape s, Budget b,
-                                                 const std::string& argument) {
+                                                 const std::string& argument,
+                                                 const std::string& expected = "sizes that fit in 64-bit index arithmetic") {
     using comp = host::compressor<float, layouts::nhd, Scorer, Budget>;
     try {
       comp c(s, {.budget = b}, &counted);
       FAIL("constructed with ", argument, " out of range");
     } catch (const error& e) {
       CHECK(e.argument() == argument);
-      CHECK(e.expected() == "sizes that fit in 64-bit index arithmetic");
+      CHECK(e.expected() == expected);
     }
     CHECK(counted.allocations() == 0);
   };
@@ -587,5 +588,5 @@ TEST_CASE("sizes that do not fit in 64-bit index arithmetic are refused at const
   expect(scorers::key_norm{}, wide, budgets::fixed_tokens{8}, "shape.head_dim");  // the bytes of one token
   expect(scorers::key_norm{}, wide, budgets::fixed_bytes{1 << 20}, "shape.head_dim");  // before the budget divides
   expect(scorers::observation_window{}, with([](auto& t) { t.max_window = index_t{1} << 61; }),
-         budgets::fixed_tokens{8}, "workspace bytes (shape, budget)");
+         budgets::fixed_tokens{8}, "workspace bytes (shape, budget)", "a size that fits in std::size_t");  // the carve's rows × dim
 }

@@ -286,7 +286,8 @@ struct prepared {
       p.tile_tokens = tile_tokens;
       p.tiles = p.active_segments * ((p.max_length + tile_tokens - 1) / tile_tokens);
     }
-    const std::size_t bytes = dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer, Reducer>);
+    std::size_t bytes = 0;
+    if (!dev::workspace_bytes<T, Layout>(p, dev::needs_of<Scorer, Reducer>, bytes)) std::abort();
     BENCH_CUDA(cudaMalloc(&temp, bytes));
     workspace_carver w(temp);
     ws = dev::carve<T, Layout>(w, p, dev::needs_of<Scorer, Reducer>);

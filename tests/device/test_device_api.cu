@@ -39,8 +39,11 @@ TEST_CASE("the size query is the reference's carve and stays within the bound") 
   REQUIRE(dev::compress(nullptr, device_bytes, f.batch(), policies{}).ok());
   REQUIRE(dev::reference::compress(nullptr, reference_bytes, f.batch(), policies{}).ok());
   CHECK(device_bytes == reference_bytes);
-  CHECK(device_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type>(
-                            {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64}));
+  std::size_t bound = 0;
+  REQUIRE(dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type>(
+              {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64}, bound)
+              .ok());
+  CHECK(device_bytes <= bound);
 }
 
 TEST_CASE("a merging reducer's workspace holds its lists, and its bound counts them") {
@@ -57,8 +60,11 @@ TEST_CASE("a merging reducer's workspace holds its lists, and its bound counts t
   REQUIRE(dev::plan(f.batch(), p).ok());
   CHECK(merge_bytes >= evict_bytes + static_cast<std::size_t>(p.tokens) * (sizeof(dev::dropped_token) + sizeof(std::int32_t)));
   const dev::workspace_limits limits{.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64};
-  CHECK(merge_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type, reducers::merge>(limits));
-  CHECK(merge_bytes > dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type>(limits));
+  std::size_t merge_bound = 0, evict_bound = 0;
+  REQUIRE(dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type, reducers::merge>(limits, merge_bound).ok());
+  REQUIRE(dev::workspace_bound<__half, layouts::paged_hnd, policies::scorer_type>(limits, evict_bound).ok());
+  CHECK(merge_bytes <= merge_bound);
+  CHECK(merge_bytes > evict_bound);
 }
 
 TEST_CASE("invalid batches are refused on the host, before anything is enqueued") {
@@ -113,9 +119,11 @@ TEST_CASE("window scorers and the merge reducer: the size query, the bound, and 
   std::size_t plain_bytes = 0;
   REQUIRE(dev::compress(nullptr, plain_bytes, f.batch(), policies{}).ok());
   CHECK(device_bytes > plain_bytes);  // window copies, row statistics and masses; the merge's lists
-  CHECK(device_bytes <= dev::workspace_bound<__half, layouts::paged_hnd, scorers::observation_window, reducers::merge>(
-                            {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64,
-                             .max_window_rows = 4 * 3}));
+  std::size_t bound = 0;
+  REQUIRE(dev::workspace_bound<__half, layouts::paged_hnd, scorers::observation_window, reducers::merge>(
+              {.max_views = 3, .num_kv_heads = 2, .head_dim = 8, .max_capacity = 64, .max_window_rows = 4 * 3}, bound)
+              .ok());
+  CHECK(device_bytes <= bound);
   // Without windows, a window scorer is refused on the host, before anything is enqueued.
   void* not_device_memory = reinterpret_cast<void*>(std::uintptr_t{256});
   std::size_t bytes = std::size_t{1} << 30;

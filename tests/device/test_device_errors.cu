@@ -349,7 +349,8 @@ TEST_CASE("workspace: size query, declared bound, no allocation per call" * doct
   fixture f(4);
   const dev::workspace_limits limits{.max_views = 4, .num_kv_heads = fixture::heads, .head_dim = fixture::dim,
                                      .max_capacity = fixture::capacity};
-  const std::size_t bound = dev::workspace_bound<__half, layouts::nhd, scorers::key_norm>(limits);
+  std::size_t bound = 0;
+  REQUIRE(dev::workspace_bound<__half, layouts::nhd, scorers::key_norm>(limits, bound).ok());
   std::size_t exact = 0;
   REQUIRE(dev::compress(nullptr, exact, f.batch(), key_norm_policies).ok());
   CHECK(exact <= bound);
@@ -504,7 +505,9 @@ TEST_CASE("a compaction probe sees each tile's phases once, in order, and change
   dev::plan_totals p;
   REQUIRE(dev::plan(b, p, dev::needs_of<scorers::key_norm>).ok());
   REQUIRE(p.tiles > 0);
-  device_buffer temp(probed.mr, dev::workspace_bytes<__half, layouts::nhd>(p, dev::needs_of<scorers::key_norm>));
+  std::size_t bytes = 0;
+  REQUIRE(dev::workspace_bytes<__half, layouts::nhd>(p, dev::needs_of<scorers::key_norm>, bytes).ok());
+  device_buffer temp(probed.mr, bytes);
   workspace_carver w(temp.data);
   const auto ws = dev::carve<__half, layouts::nhd>(w, p, dev::needs_of<scorers::key_norm>);
   const auto tiles = static_cast<std::size_t>(p.tiles), words = tiles * dev::detail::compact_phases;

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include <kvcap/device/reference.cuh>
 
 #include "harness.hpp"
@@ -132,6 +134,13 @@ TEST_CASE("tile sizes fit the staging limit") {
       if (t < dev::max_tile_tokens) CHECK(dev::staging_bytes(2 * t, dim * bytes) > dev::staging_bytes_limit);
     }
   CHECK(dev::tile_tokens_for(128, 2) == 64);
+  // The widest head a tile of one slot stages, and one more that it cannot.
+  for (index_t bytes : {1, 2, 4, 8}) {
+    const index_t widest = dev::max_head_dim_for(bytes);
+    CHECK(dev::staging_bytes(1, widest * bytes) <= dev::staging_bytes_limit);
+    CHECK(dev::staging_bytes(1, (widest + 1) * bytes) > dev::staging_bytes_limit);
+    CHECK(dev::tile_tokens_for(widest, bytes) == 1);
+  }
   // Window blocks: rows staged with one 32-key tile, under 47 KiB (the mass kernel keeps 1 KiB).
   for (index_t dim = 1; dim <= dev::window_max_head_dim + 1; ++dim) {
     const index_t rows = dev::window_block_rows(dim);
@@ -235,6 +244,19 @@ TEST_CASE("invalid batches are refused with the argument named, and nothing move
     small_batch sb(3);
     sb.views[1].mapping.head_dim = 4;
     expect_refused(sb, sb.batch(), dev::errc::shape_mismatch, "views[].mapping.head_dim", 1);
+  }
+  {
+    small_batch sb(3);  // one float row past the staging: refused by the first view, naming the widest
+    const index_t widest = dev::max_head_dim_for(sizeof(float));
+    for (auto& v : sb.views) v.mapping.head_dim = widest + 1;
+    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0);
+    CHECK(run_reference(sb.batch()).expected == widest);
+  }
+  {
+    small_batch sb(3);  // views × heads past what any workspace holds: refused before the product wraps
+    for (auto& v : sb.views) v.mapping.num_heads = dev::max_plan_items;
+    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].mapping.num_heads (views × heads)", 0);
+    CHECK(run_reference(sb.batch()).expected == dev::max_plan_items / 3);
   }
   {
     small_batch sb(2);
@@ -540,6 +562,13 @@ TEST_CASE("window scorers: bad windows are refused with the argument named, and 
   window_t wide = good;
   wide.head_dim = 4;
   refused({good, good, wide}, dev::errc::shape_mismatch, "windows[].head_dim", 2);
+  // Sizes whose element count would wrap: refused before the product is formed.
+  window_t many_heads = good;
+  many_heads.num_heads = dev::max_plan_items / 2;  // a multiple of the 2 kv-heads, × 3 dims is past the limit
+  refused({many_heads, good, good}, dev::errc::capacity_exceeded, "windows[].num_heads (heads × head_dim)", 0);
+  window_t many_tokens = good;
+  many_tokens.num_tokens = dev::max_plan_items / 4;  // × 4 heads × 3 dims
+  refused({good, good, many_tokens}, dev::errc::capacity_exceeded, "windows[].num_tokens (tokens × heads × head_dim)", 2);
   window_t null_data = good;
   null_data.data = nullptr;
   refused({good, null_data, good}, dev::errc::invalid_argument, "windows[].num_tokens (>= 1 query, at non-null data)", 1);
@@ -589,7 +618,9 @@ TEST_CASE("the plan lays active segments end to end") {
   CHECK(p.num_segments == 6);
   CHECK(p.active_segments == 3);  // segments 0, 3, 5
   CHECK(p.tokens == 10 + 7 + 10);
-  std::vector<std::byte> temp(dev::workspace_bytes<float, layouts::nhd>(p, {}));
+  std::size_t bytes = 0;
+  REQUIRE(dev::workspace_bytes<float, layouts::nhd>(p, {}, bytes).ok());
+  std::vector<std::byte> temp(bytes);
   workspace_carver w(temp.data());
   const auto ws = dev::carve<float, layouts::nhd>(w, p, {});
   std::memcpy(ws.views, sb.views.data(), sb.views.size() * sizeof(sb.views[0]));
@@ -612,13 +643,71 @@ TEST_CASE("the plan lays active segments end to end") {
   CHECK(p.tiles == (10 + t - 1) / t + (7 + t - 1) / t + (10 + t - 1) / t);
 }
 
+TEST_CASE("the workspace bound refuses limits out of range, and sizes past std::size_t, by name") {
+  const auto refused = [](dev::workspace_limits limits, dev::errc code, std::string argument, index_t expected) {
+    std::size_t bytes = 12345;
+    const dev::status s = dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(limits, bytes);
+    CHECK(s.code == code);
+    CHECK(std::string(s.argument) == argument);
+    CHECK(s.expected == expected);
+    CHECK(bytes == 12345);  // left as it was
+  };
+  const dev::workspace_limits fine{.max_views = 4, .num_kv_heads = 8, .head_dim = 128, .max_capacity = 4096 + 784};
+  std::size_t bytes = 0;
+  REQUIRE(dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(fine, bytes).ok());
+  CHECK(bytes > static_cast<std::size_t>(4 * 8 * (4096 + 784)) * sizeof(std::uint64_t));  // a rank key a token, at least
+
+  const index_t widest = dev::max_head_dim_for(sizeof(float));
+  auto limits = fine;
+  limits.max_views = -1;
+  refused(limits, dev::errc::invalid_argument, "limits.max_views", 0);
+  limits = fine, limits.num_kv_heads = 0;
+  refused(limits, dev::errc::invalid_argument, "limits.num_kv_heads", 1);
+  limits = fine, limits.head_dim = 0;
+  refused(limits, dev::errc::invalid_argument, "limits.head_dim (in [1, widest])", widest);
+  limits = fine, limits.head_dim = widest + 1;
+  refused(limits, dev::errc::invalid_argument, "limits.head_dim (in [1, widest])", widest);
+  limits = fine, limits.max_capacity = dev::max_segment_slots;
+  refused(limits, dev::errc::capacity_exceeded, "limits.max_capacity", dev::max_segment_slots - 1);
+  limits = fine, limits.max_window_rows = -1;
+  refused(limits, dev::errc::invalid_argument, "limits.max_window_rows", 0);
+  // Products that would wrap index_t are refused before they are formed.
+  limits = fine, limits.max_views = index_t{1} << 40, limits.num_kv_heads = index_t{1} << 30;
+  refused(limits, dev::errc::capacity_exceeded, "limits.max_views (views × kv heads)", dev::max_plan_items >> 30);
+  limits = fine, limits.max_views = index_t{1} << 20, limits.num_kv_heads = index_t{1} << 20,
+  limits.max_capacity = index_t{1} << 30;
+  refused(limits, dev::errc::capacity_exceeded, "limits.max_capacity (views × kv heads × capacity)",
+          dev::max_plan_items >> 40);
+  // Under 2^61 tokens, but 8 bytes of rank key each, with the rest of the carve, pass 2^64.
+  limits = fine, limits.max_views = index_t{1} << 28, limits.num_kv_heads = 4, limits.max_capacity = dev::max_segment_slots - 1;
+  refused(limits, dev::errc::capacity_exceeded, "workspace bytes (fit in std::size_t)", 1);
+  // Window rows whose statistics (2 · segments · rows floats) pass index_t: the carve's own
+  // product is checked (UBSan would flag a wrapped one).
+  limits = fine, limits.max_window_rows = std::numeric_limits<index_t>::max() / 4;
+  std::size_t window_bytes = 7;
+  const dev::status s = dev::workspace_bound<float, layouts::nhd, scorers::observation_window>(limits, window_bytes);
+  CHECK(s.code == dev::errc::capacity_exceeded);
+  CHECK(std::string(s.argument) == "workspace bytes (fit in std::size_t)");
+  CHECK(window_bytes == 7);
+}
+
+// A bound is a constant expression: an engine may size a static arena with it.
+constexpr std::size_t constant_bound = [] {
+  std::size_t bytes = 0;
+  const dev::status s = dev::workspace_bound<float, layouts::nhd, scorers::key_norm>(
+      {.max_views = 8, .num_kv_heads = 8, .head_dim = 128, .max_capacity = 4096 + 784}, bytes);
+  return s.ok() ? bytes : 0;
+}();
+static_assert(constant_bound > 0);
+
 TEST_CASE("the workspace bound covers every call within the limits") {
   rng r(5);
   for (int c = 0; c < 500; ++c) {
     const dev::workspace_limits limits{.max_views = r.between(1, 5), .num_kv_heads = r.between(1, 4),
                                        .head_dim = r.between(1, 64), .max_capacity = r.between(1, 300)};
-    const std::size_t bound = dev::workspace_bound<float, layouts::nhd, scorers::key_diff>(limits);
-    const std::size_t merge_bound = dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(limits);
+    std::size_t bound = 0, merge_bound = 0;
+    REQUIRE(dev::workspace_bound<float, layouts::nhd, scorers::key_diff>(limits, bound).ok());
+    REQUIRE(dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(limits, merge_bound).ok());
     dev::plan_totals p;
     p.num_views = r.between(0, limits.max_views);
     p.num_kv_heads = limits.num_kv_heads;
@@ -633,8 +722,11 @@ TEST_CASE("the workspace bound covers every call within the limits") {
     }
     p.head_lengths = r.chance(0.5);
     p.head_budgets = r.chance(0.5);
-    CHECK(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff>) <= bound);
-    CHECK(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff, reducers::merge>) <= merge_bound);
+    std::size_t bytes = 0, merge_bytes = 0;
+    REQUIRE(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff>, bytes).ok());
+    REQUIRE(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff, reducers::merge>, merge_bytes).ok());
+    CHECK(bytes <= bound);
+    CHECK(merge_bytes <= merge_bound);
   }
 }
 

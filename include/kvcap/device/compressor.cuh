@@ -4,7 +4,7 @@
 //
 //   std::size_t bytes = 0;
 //   kvcap::device::compress(nullptr, bytes, batch, policies);           // size query
-//   ... d_temp = a buffer of `bytes` (or of workspace_bound(limits), once, at start-up) ...
+//   ... d_temp = a buffer of `bytes` (or of workspace_bound(limits, bytes), once, at start-up) ...
 //   kvcap::device::status s = kvcap::device::compress(d_temp, bytes, batch, policies, stream);
 //
 // `batch` names the caches (one layer_view per (request, layer): contiguous NHD/HND, paged
@@ -273,7 +273,8 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
                      const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   plan_totals p;
   if (const status s = plan(batch, p, needs_of<Scorer, Reducer>); !s) return s;
-  const std::size_t need = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
+  std::size_t need = 0;
+  if (const status s = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>, need); !s) return s;
   if (d_temp_storage == nullptr) {
     temp_storage_bytes = need;
     return ok_status;

@@ -58,11 +58,20 @@ constexpr index_t staging_bytes(index_t tile_tokens, index_t row_bytes) {
 /// (a block may use 48 KiB of shared memory without opting in; the rest is its bookkeeping).
 constexpr index_t staging_bytes_limit = 40 * 1024;
 constexpr index_t max_tile_tokens = 256;
+/// The widest head whose one-slot staging (a K and a V row, and its metadata) fits the limit.
+constexpr index_t max_head_dim_for(index_t element_bytes) {
+  return (staging_bytes_limit - static_cast<index_t>(sizeof(token_meta))) / 2 / 16 * 16 / element_bytes;
+}
+/// `head_dim` in [1, max_head_dim_for(element_bytes)].
 constexpr index_t tile_tokens_for(index_t head_dim, index_t element_bytes) {
   index_t t = max_tile_tokens;
   while (t > 1 && staging_bytes(t, head_dim * element_bytes) > staging_bytes_limit) t /= 2;
   return t;
 }
+
+/// Past this many segments or tokens no workspace fits in std::size_t (each takes 8 bytes or
+/// more: a plan_segment, a rank key), so planning and bounds stop before their sums could wrap.
+inline constexpr index_t max_plan_items = index_t{1} << 61;
 
 /// What the host learns from planning: sizes of the workspace and of the grids.
 struct plan_totals {
@@ -125,6 +134,12 @@ constexpr status check_windows(const compress_batch<T, Layout>& batch, plan_tota
       return status::failure(errc::shape_mismatch, "windows[].num_heads", view, q_heads, w.num_heads);
     if (w.head_dim != p.head_dim)
       return status::failure(errc::shape_mismatch, "windows[].head_dim", view, p.head_dim, w.head_dim);
+    if (q_heads > max_plan_items / p.head_dim)
+      return status::failure(errc::capacity_exceeded, "windows[].num_heads (heads × head_dim)", view,
+                             max_plan_items / p.head_dim, q_heads);
+    if (w.num_tokens > max_plan_items / (q_heads * p.head_dim))
+      return status::failure(errc::capacity_exceeded, "windows[].num_tokens (tokens × heads × head_dim)", view,
+                             max_plan_items / (q_heads * p.head_dim), w.num_tokens);
     const index_t rows = w.num_tokens * (q_heads / p.num_kv_heads), elements = w.num_tokens * q_heads * p.head_dim;
     p.window_rows = rows > p.window_rows ? rows : p.window_rows;
     p.window_elements = elements > p.window_elements ? elements : p.window_elements;
@@ -154,13 +169,14 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   p.head_dim = first.head_dim;
   if (p.num_kv_heads <= 0) return status::failure(errc::invalid_argument, "views[].mapping.num_heads", 0, 1, p.num_kv_heads);
   if (p.head_dim <= 0) return status::failure(errc::invalid_argument, "views[].mapping.head_dim", 0, 1, p.head_dim);
+  if (const index_t widest = max_head_dim_for(static_cast<index_t>(sizeof(T))); p.head_dim > widest)
+    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0, widest,
+                           p.head_dim);
+  if (p.num_kv_heads > max_plan_items / num_views)
+    return status::failure(errc::capacity_exceeded, "views[].mapping.num_heads (views × heads)", 0,
+                           max_plan_items / num_views, p.num_kv_heads);
   p.num_segments = num_views * p.num_kv_heads;
   p.tile_tokens = tile_tokens_for(p.head_dim, static_cast<index_t>(sizeof(T)));
-  if (staging_bytes(p.tile_tokens, p.head_dim * static_cast<index_t>(sizeof(T))) > staging_bytes_limit)
-    return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0,
-                           (staging_bytes_limit - static_cast<index_t>(sizeof(token_meta))) / 2 /
-                               static_cast<index_t>(sizeof(T)),
-                           p.head_dim);
 
   const auto sized = [](auto span, index_t n) { return span.empty() || static_cast<index_t>(span.size()) == n; };
   if (!p.head_budgets && static_cast<index_t>(batch.budgets.size()) != num_views)

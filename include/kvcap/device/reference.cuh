@@ -186,7 +186,8 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
   constexpr index_t num_components = needs.num_components;
   plan_totals p;
   if (const status s = plan(batch, p, needs); !s) return s;
-  const std::size_t need = workspace_bytes<T, Layout>(p, needs);
+  std::size_t need = 0;
+  if (const status s = workspace_bytes<T, Layout>(p, needs, need); !s) return s;
   if (h_temp == nullptr) {
     temp_bytes = need;
     return ok_status;

@@ -79,17 +79,17 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
   ws.tile_indptr = w.template take<index_t>(p.active_segments + 1);
   ws.keys = w.template take<std::uint64_t>(p.tokens);
   ws.norms = needs.mean_unit_key ? w.template take<float>(p.tokens) : nullptr;
-  ws.mean_keys = needs.mean_unit_key ? w.template take<float>(p.active_segments * p.head_dim) : nullptr;
-  ws.components = needs.num_components > 0 ? w.template take<float>(needs.num_components * p.tokens) : nullptr;
+  ws.mean_keys = needs.mean_unit_key ? w.template take<float>(p.active_segments, p.head_dim) : nullptr;
+  ws.components = needs.num_components > 0 ? w.template take<float>(needs.num_components, p.tokens) : nullptr;
   ws.component_stats =
-      needs.num_components > 0 ? w.template take<float>(2 * needs.num_components * p.active_segments) : nullptr;
+      needs.num_components > 0 ? w.template take<float>(2, needs.num_components, p.active_segments) : nullptr;
   ws.selections = w.template take<selection>(p.active_segments);
   ws.tile_kept_before = w.template take<std::int32_t>(p.tiles);
   ws.tile_segment = w.template take<std::int32_t>(p.tiles);
   ws.tile_done = w.template take<std::int32_t>(p.tiles + 1);
   if (needs.window_mass) {
     ws.windows = w.template take<kv_tensor<const T>>(p.num_views);
-    ws.window_stats = w.template take<float>(2 * p.active_segments * p.window_rows);
+    ws.window_stats = w.template take<float>(2, p.active_segments, p.window_rows);
     ws.window_mass = w.template take<float>(p.tokens);
   }
   if (needs.dropped_lists) {
@@ -99,13 +99,18 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
   return ws;
 }
 
-/// Bytes of a call's workspace: the carve, plus room to start it at the first 256-byte
-/// boundary of any buffer (CUB's convention: a caller's base need not be aligned).
+/// Bytes of a call's workspace into `bytes`: the carve, plus room to start it at the first
+/// 256-byte boundary of any buffer (CUB's convention: a caller's base need not be aligned).
+/// capacity_exceeded, naming the workspace, when that size does not fit in std::size_t;
+/// `bytes` is then left as it was.
 template <class T, layout Layout>
-constexpr std::size_t workspace_bytes(const plan_totals& p, policy_needs needs) {
+constexpr status workspace_bytes(const plan_totals& p, policy_needs needs, std::size_t& bytes) {
   workspace_carver w;
   carve<T, Layout>(w, p, needs);
-  return w.bytes() + (workspace_alignment - 1);
+  if (w.overflowed() || w.bytes() > ~std::size_t{0} - (workspace_alignment - 1))
+    return status::failure(errc::capacity_exceeded, "workspace bytes (fit in std::size_t)", -1, 1, 0);
+  bytes = w.bytes() + (workspace_alignment - 1);
+  return ok_status;
 }
 
 /// Where a call's carve starts in the caller's buffer (its report first: read_status).
@@ -115,25 +120,48 @@ inline void* workspace_base(void* buffer) {
 }
 inline const void* workspace_base(const void* buffer) { return workspace_base(const_cast<void*>(buffer)); }
 
-/// Workspace bytes that serve every call within `limits` (with or without per-head spans),
-/// for these policies (a local reducer such as merge needs lists of its own).
+/// Workspace bytes into `bytes` that serve every call within `limits` (with or without
+/// per-head spans), for these policies (a local reducer such as merge needs lists of its
+/// own). A limit out of range, or a bound past std::size_t, is refused by name, with
+/// `bytes` left as it was.
 template <class T, layout Layout, any_scorer Scorer, reducer Reducer = reducers::evict>
-constexpr std::size_t workspace_bound(const workspace_limits& limits) {
+constexpr status workspace_bound(const workspace_limits& limits, std::size_t& bytes) {
+  if (limits.max_views < 0) return status::failure(errc::invalid_argument, "limits.max_views", -1, 0, limits.max_views);
+  if (limits.num_kv_heads < 1)
+    return status::failure(errc::invalid_argument, "limits.num_kv_heads", -1, 1, limits.num_kv_heads);
+  if (const index_t widest = max_head_dim_for(static_cast<index_t>(sizeof(T)));
+      limits.head_dim < 1 || limits.head_dim > widest)
+    return status::failure(errc::invalid_argument, "limits.head_dim (in [1, widest])", -1, widest, limits.head_dim);
+  if (limits.max_capacity < 0 || limits.max_capacity >= max_segment_slots)
+    return status::failure(errc::capacity_exceeded, "limits.max_capacity", -1, max_segment_slots - 1,
+                           limits.max_capacity);
+  if (limits.max_window_rows < 0)
+    return status::failure(errc::invalid_argument, "limits.max_window_rows", -1, 0, limits.max_window_rows);
+  constexpr index_t most = max_plan_items;
+  if (limits.max_views > most / limits.num_kv_heads)
+    return status::failure(errc::capacity_exceeded, "limits.max_views (views × kv heads)", -1,
+                           most / limits.num_kv_heads, limits.max_views);
+  const index_t segments = limits.max_views * limits.num_kv_heads;
+  if (limits.max_capacity > 0 && segments > most / limits.max_capacity)
+    return status::failure(errc::capacity_exceeded, "limits.max_capacity (views × kv heads × capacity)", -1,
+                           most / segments, limits.max_capacity);
   plan_totals p;
   p.num_views = limits.max_views;
   p.num_kv_heads = limits.num_kv_heads;
   p.head_dim = limits.head_dim;
-  p.num_segments = p.active_segments = limits.max_views * limits.num_kv_heads;
-  p.tokens = p.num_segments * limits.max_capacity;
+  p.num_segments = p.active_segments = segments;
+  p.tokens = segments * limits.max_capacity;
   p.tile_tokens = tile_tokens_for(limits.head_dim, static_cast<index_t>(sizeof(T)));
-  p.tiles = p.num_segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
+  p.tiles = segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
   p.max_length = limits.max_capacity;
   p.window_rows = limits.max_window_rows;
   p.head_lengths = p.head_budgets = true;
-  const std::size_t per_head = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
+  std::size_t per_head = 0, per_view = 0;
+  if (const status s = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>, per_head); !s) return s;
   p.head_budgets = false;  // then `budgets` is carved instead: take the larger
-  const std::size_t per_view = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>);
-  return per_head > per_view ? per_head : per_view;
+  if (const status s = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>, per_view); !s) return s;
+  bytes = per_head > per_view ? per_head : per_view;
+  return ok_status;
 }
 
 }  // namespace kvcap::device

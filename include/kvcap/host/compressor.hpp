@@ -276,20 +276,18 @@ class compressor {
   /// one head (head_capacity), what a head's scores read (window mass, blend components).
   template <class Carver>
   static workspace carve(Carver& w, const compressor_shape& s, index_t max_capacity, index_t max_head) {
-    const char* what = "workspace bytes (shape, budget)";
     workspace ws;
-    const index_t select_slots = adaptive_heads ? checked_mul(what, s.num_kv_heads, max_capacity) : max_capacity;
-    ws.scores = w.template take<float>(select_slots);
-    ws.order = w.template take<std::int32_t>(select_slots);
-    ws.keep = w.template take<std::uint8_t>(select_slots);
+    const index_t select_heads = adaptive_heads ? s.num_kv_heads : 1;  // heads selected at once
+    ws.scores = w.template take<float>(select_heads, max_capacity);
+    ws.order = w.template take<std::int32_t>(select_heads, max_capacity);
+    ws.keep = w.template take<std::uint8_t>(select_heads, max_capacity);
     if constexpr (adaptive_heads) ws.head_offset = w.template take<index_t>(s.num_kv_heads + 1);
     if constexpr (per_head_lengths) ws.repack_begin = w.template take<index_t>(s.num_kv_heads);
     ws.mean_unit_key = w.template take<float>(s.head_dim);
     if constexpr (num_components > 0)
-      ws.components = w.template take<float>(checked_mul(what, num_components, max_head));
+      ws.components = w.template take<float>(num_components, max_head);
     if constexpr (Scorer::inputs.window_mass) {
-      const index_t rows = checked_mul(what, s.max_window, s.num_q_heads / s.num_kv_heads);
-      checked_mul(what, rows, std::max(s.head_dim, window_mass_workspace::key_tile));  // the carve's products
+      const index_t rows = checked_mul("workspace bytes (shape, budget)", s.max_window, s.num_q_heads / s.num_kv_heads);
       ws.window = window_mass_workspace::carve(w, rows, s.head_dim, max_head);
     }
     return ws;

@@ -37,9 +37,9 @@ struct window_mass_workspace {
   static window_mass_workspace carve(Carver& w, index_t max_rows, index_t dim, index_t max_capacity) {
     window_mass_workspace ws;
     ws.max_rows = max_rows;
-    ws.queries = w.template take<float>(max_rows * dim);
-    ws.keys = w.template take<float>(key_tile * dim);
-    ws.logits = w.template take<float>(max_rows * key_tile);
+    ws.queries = w.template take<float>(max_rows, dim);
+    ws.keys = w.template take<float>(key_tile, dim);
+    ws.logits = w.template take<float>(max_rows, key_tile);
     ws.row_max = w.template take<float>(max_rows);
     ws.row_sum = w.template take<float>(max_rows);
     ws.mass = w.template take<float>(max_capacity);
