@@ -691,6 +691,15 @@ TEST_CASE("the workspace bound refuses limits out of range, and sizes past std::
   CHECK(window_bytes == 7);
 }
 
+TEST_CASE("byte counts in a status saturate at index_t's largest") {
+  constexpr index_t most = std::numeric_limits<index_t>::max();
+  CHECK(dev::bytes_value(0) == 0);
+  CHECK(dev::bytes_value(4096) == 4096);
+  CHECK(dev::bytes_value(static_cast<std::size_t>(most)) == most);
+  CHECK(dev::bytes_value(static_cast<std::size_t>(most) + 1) == most);
+  CHECK(dev::bytes_value(~std::size_t{0}) == most);
+}
+
 // A bound is a constant expression: an engine may size a static arena with it.
 constexpr std::size_t constant_bound = [] {
   std::size_t bytes = 0;

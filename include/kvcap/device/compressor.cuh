@@ -280,8 +280,8 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
     return ok_status;
   }
   if (temp_storage_bytes < need)
-    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
-                           static_cast<index_t>(temp_storage_bytes));
+    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, bytes_value(need),
+                           bytes_value(temp_storage_bytes));
   workspace_carver w(workspace_base(d_temp_storage));
   const auto ws = carve<T, Layout>(w, p, needs_of<Scorer, Reducer>);
   if (status s = enqueue_upload(ws, p, batch, stream); !s) return s;

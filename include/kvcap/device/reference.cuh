@@ -193,8 +193,8 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
     return ok_status;
   }
   if (temp_bytes < need)
-    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, static_cast<index_t>(need),
-                           static_cast<index_t>(temp_bytes));
+    return status::failure(errc::workspace_too_small, "temp_storage_bytes", -1, bytes_value(need),
+                           bytes_value(temp_bytes));
   workspace_carver w(workspace_base(h_temp));
   const auto ws = carve<T, Layout>(w, p, needs);
   *ws.report = {};

@@ -20,7 +20,9 @@
 // This header is plain C++ (any C++20 compiler); the CUDA helper macros appear only when
 // compiled by a CUDA compiler, or with the CPU SIMT emulator (launch.cuh).
 
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 
 #include "../core/config.hpp"
 
@@ -77,6 +79,12 @@ struct [[nodiscard]] status {
 };
 
 inline constexpr status ok_status{};
+
+/// A byte count as a status's expected or received value: past index_t, index_t's largest.
+constexpr index_t bytes_value(std::size_t bytes) {
+  constexpr auto most = static_cast<std::size_t>(std::numeric_limits<index_t>::max());
+  return static_cast<index_t>(bytes < most ? bytes : most);
+}
 
 /// Which input a not_finite report is about.
 enum class finite_input : std::int32_t { k = 0, v = 1, window = 2 };
