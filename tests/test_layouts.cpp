@@ -6,6 +6,7 @@
 
 #include <kvcap.hpp>
 
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -93,6 +94,79 @@ TEST_CASE("hnd mapping: (tok, head) -> (head * capacity + tok) * dim") {
   CHECK(m(2, 2) == (2 * 10 + 2) * 4);
   CHECK(m.token_stride() == 4);
   CHECK(m.required_span_size() == 120);
+}
+
+// The paged and per-head layouts address memory the engine laid out, so their offsets are
+// checked against the engines' own shapes, as C++ arrays index them: a mapping that permutes
+// slots consistently would pass every round trip through kvcap and still read the wrong rows
+// of a vLLM or FlashInfer cache.
+TEST_CASE("paged_nhd mapping: vLLM's [num_blocks, block_size, kv_heads, head_size] through the block table") {
+  static float pool[5][4][3][2];  // 5 pages of 4 tokens, 3 kv-heads, dim 2
+  const auto at = [&](int block, int row, int head) { return &pool[block][row][head][0] - &pool[0][0][0][0]; };
+  const std::int32_t table[] = {3, 0, 4};  // logical page -> physical page
+  const layouts::paged_nhd::mapping m{.capacity = 10, .num_heads = 3, .head_dim = 2, .page_size = 4,
+                                      .block_table = table, .num_pages = 5};
+  CHECK(m(0, 0) == at(3, 0, 0));
+  CHECK(m(0, 0) == 72);
+  CHECK(m(5, 2) == at(0, 1, 2));
+  CHECK(m(5, 2) == 10);
+  CHECK(m(9, 1) == at(4, 1, 1));
+  CHECK(m(9, 1) == 104);
+  for (int tok = 0; tok < 10; ++tok)
+    for (int head = 0; head < 3; ++head) CHECK(m(tok, head) == at(table[tok / 4], tok % 4, head));
+  CHECK(m.token_stride() == 3 * 2);
+  CHECK(m.required_span_size() == 5 * 4 * 3 * 2);
+  // Without a block table, logical page p is physical page p.
+  const layouts::paged_nhd::mapping identity{.capacity = 10, .num_heads = 3, .head_dim = 2, .page_size = 4};
+  CHECK(identity(9, 1) == at(2, 1, 1));
+  CHECK(identity.required_span_size() == 3 * 4 * 3 * 2);
+}
+
+TEST_CASE("paged_hnd mapping: FlashInfer's kHND pages [num_pages, kv_heads, page_size, head_dim]") {
+  static float pool[5][3][4][2];  // 5 pages, 3 kv-heads, 4 tokens a page, dim 2
+  const auto at = [&](int page, int head, int row) { return &pool[page][head][row][0] - &pool[0][0][0][0]; };
+  const std::int32_t table[] = {3, 0, 4};
+  const layouts::paged_hnd::mapping m{.capacity = 10, .num_heads = 3, .head_dim = 2, .page_size = 4,
+                                      .block_table = table, .num_pages = 5};
+  CHECK(m(0, 0) == at(3, 0, 0));
+  CHECK(m(5, 2) == at(0, 2, 1));
+  CHECK(m(5, 2) == 18);
+  CHECK(m(9, 1) == at(4, 1, 1));
+  CHECK(m(9, 1) == 106);
+  for (int tok = 0; tok < 10; ++tok)
+    for (int head = 0; head < 3; ++head) CHECK(m(tok, head) == at(table[tok / 4], head, tok % 4));
+  CHECK(m.token_stride() == 2);
+  CHECK(m.required_span_size() == 5 * 3 * 4 * 2);
+}
+
+TEST_CASE("varlen mapping: head h's token t at slot head_indptr[h] + t, metadata (head, capacity) unless packed") {
+  // Heads of 5, 2 and 5 slots packed back to back (FlashInfer's indptr convention, over heads).
+  const index_t indptr[] = {0, 5, 7, 12};
+  layouts::varlen::mapping m{.capacity = 5, .num_heads = 3, .head_dim = 2, .head_indptr = indptr, .num_slots = 12};
+  CHECK(m(0, 0) == 0);
+  CHECK(m(1, 1) == (5 + 1) * 2);
+  CHECK(m(2, 2) == (7 + 2) * 2);
+  CHECK(m.room(0) == 5);
+  CHECK(m.room(1) == 2);
+  CHECK(m.room(2) == 5);
+  CHECK(m.token_stride() == 2);
+  CHECK(m.required_span_size() == 12 * 2);
+  // Metadata keeps every layout's (head, capacity) records by default, or follows K and V.
+  CHECK(m.meta_slot(1, 1) == 1 * 5 + 1);
+  CHECK(m.meta_slot(2, 2) == 2 * 5 + 2);
+  m.packed_meta = true;
+  CHECK(m.meta_slot(1, 1) == 5 + 1);
+  CHECK(m.meta_slot(2, 2) == 7 + 2);
+  // Without head_indptr, every head has `capacity` slots: the HND layout.
+  const layouts::varlen::mapping plain{.capacity = 5, .num_heads = 3, .head_dim = 2};
+  const auto hnd = make_mapping<layouts::hnd>(5, 3, 2);
+  for (index_t tok = 0; tok < 5; ++tok)
+    for (index_t head = 0; head < 3; ++head) {
+      CHECK(plain(tok, head) == hnd(tok, head));
+      CHECK(plain.meta_slot(tok, head) == head * 5 + tok);
+    }
+  CHECK(plain.room(1) == 5);
+  CHECK(plain.required_span_size() == hnd.required_span_size());
 }
 
 TEST_CASE("kv_tensor offsets in both orders") {

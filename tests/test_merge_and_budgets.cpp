@@ -4,6 +4,7 @@
 
 #include <kvcap.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -242,4 +243,23 @@ TEST_CASE("a pyramid schedule gives each layer its own capacity and the peak fol
   const std::size_t slot = 2 * (2 * 4 * sizeof(float) + sizeof(token_meta));
   const std::size_t storage = (26 + 5 + 20 + 5 + 14 + 5) * slot;
   CHECK(mr.peak_bytes() == storage + compressor::workspace_bytes(shape, 31));
+  // Prefill 40 tokens in chunks of 5: compress brings each layer back to its own budget.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> k(5 * 2 * 4), v(k.size());
+  for (index_t chunk = 0; chunk < 8; ++chunk) {
+    std::vector<token_meta> meta(5);
+    for (index_t t = 0; t < 5; ++t) meta[t].index = chunk * 5 + t, meta[t].position = {static_cast<std::int32_t>(chunk * 5 + t), 0, 0};
+    for (index_t layer = 0; layer < 3; ++layer) {
+      for (float& x : k) x = u(rng);
+      for (float& x : v) x = u(rng);
+      c.append(layer, {k.data(), 5, 2, 4}, {v.data(), 5, 2, 4}, meta);
+      c.compress(layer);
+      CHECK(c.length(layer) == std::min<index_t>((chunk + 1) * 5, c.budget(layer)));
+    }
+  }
+  CHECK(c.length(0) == 26);
+  CHECK(c.length(1) == 20);
+  CHECK(c.length(2) == 14);
+  CHECK(mr.peak_bytes() == storage + compressor::workspace_bytes(shape, 31));  // nothing allocated since
 }

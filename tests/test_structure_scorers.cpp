@@ -87,6 +87,19 @@ TEST_CASE("spatial_redundancy keeps the patches least like their grid neighbours
   CHECK(kept_after_one_chunk(image, scorers::spatial_redundancy{}, 3, k, v) == kept_set{0, 2, 3});
 }
 
+TEST_CASE("spatial_redundancy averages over the neighbours a patch has, not over four") {
+  // 1×3 grid: a patch on the edge has one neighbour, the middle one two.
+  //   t0 (1,0): right t1 cos 1              → −1
+  //   t1 (1,0): left t0 cos 1, right t2 0   → −0.5
+  //   t2 (0,1): left t1 cos 0               → 0
+  // Budget 2 keeps {1, 2}. Dividing by four instead would score t0 and t1 alike (−0.25) and
+  // keep {0, 2}.
+  const structures::spatial_grid strip{.rows = 1, .cols = 3};
+  const std::vector<float> k = {1, 0, 1, 0, 0, 1}, v(6, 1.f);
+  CHECK(kept_after_one_chunk(strip, scorers::spatial_redundancy{}, 2, k, v) == kept_set{1, 2});
+  CHECK(kept_after_one_chunk(strip, scorers::spatial_redundancy{}, 1, k, v) == kept_set{2});
+}
+
 TEST_CASE("pooled_value_norm ranks by the mean value norm of the neighbourhood") {
   // 1×3 grid, value norms 1, 6, 2 (values (1,0), (6,0), (0,2)); radius 1:
   //   t0: (1 + 6) / 2 = 3.5   t1: (1 + 6 + 2) / 3 = 3   t2: (6 + 2) / 2 = 4
@@ -111,6 +124,35 @@ TEST_CASE("blend combines z-normalised scores") {
   CHECK(kept_after_one_chunk(text, both{}, 2, k, v) == kept_set{0, 1});
   // Weights (0.2, 0.8): t1 = −0.98, t2 = −0.24 → keep {0, 2}.
   CHECK(kept_after_one_chunk(text, both{.weight_a = 0.2f, .weight_b = 0.8f}, 2, k, v) == kept_set{0, 2});
+}
+
+TEST_CASE("component_sums: the mean and 1/std over the slots, the population's") {
+  component_sums sums;
+  for (const float c : {1.f, 2.f, 3.f}) sums.add(c);
+  float stats[2];
+  sums.finish(3, stats);
+  CHECK(stats[0] == 2.f);
+  CHECK(stats[1] == doctest::Approx(1.0 / std::sqrt(2.0 / 3.0)).epsilon(1e-6));  // variance 2/3, not 1
+  component_sums flat;
+  for (int i = 0; i < 4; ++i) flat.add(7.f);
+  flat.finish(4, stats);
+  CHECK(stats[0] == 7.f);
+  CHECK(stats[1] == 0.f);  // no spread: every z is 0
+}
+
+TEST_CASE("blend: a component's z-scores do not see its shift or scale") {
+  // Key norms 1, 2, 3 → key_norm z = (+1.22, 0, −1.22). Value norms 3, 1, 2, or shifted by 10,
+  // or scaled by 10 → value_norm z = (+1.22, −1.22, 0) each time. Weights (0.4, 0.6):
+  // t1 = −0.73, t2 = −0.49, so budget 2 keeps {0, 2} for all three. (A variance formula that
+  // saw the mean, such as sum_sq / (n − 1) − mean², shrinks the shifted z to (0.12, −0.12, 0)
+  // and keeps {0, 1}.)
+  const structures::sequence text{.length = 3};
+  const std::vector<float> k = {1, 0, 2, 0, 3, 0};
+  using both = scorers::blend<scorers::key_norm, scorers::value_norm>;
+  const both weights{.weight_a = 0.4f, .weight_b = 0.6f};
+  for (const std::vector<float>& v : {std::vector<float>{3, 0, 1, 0, 2, 0}, std::vector<float>{13, 0, 11, 0, 12, 0},
+                                      std::vector<float>{30, 0, 10, 0, 20, 0}})
+    CHECK(kept_after_one_chunk(text, weights, 2, k, v) == kept_set{0, 2});
 }
 
 TEST_CASE("forced_keep adds sinks and a recent window to any scorer") {
