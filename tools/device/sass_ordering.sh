@@ -147,7 +147,7 @@ printf '%-9s %-9s %s\n' expected verdict mutation
 for m in "${mutations[@]}"; do
   IFS='|' read -r -d '' expected name old new < <(printf '%s\0' "$m") || true
   rm -rf "$work/src" && cp -r "$root/include" "$work/src"
-  python3 tools/device/apply_mutation.py "$work/src/kvcap/device/compact.cuh" "$old" "$new"
+  python3 tools/mutations/apply_mutation.py "$work/src/kvcap/device/compact.cuh" "$old" "$new"
   rc=0
   check_include "$work/src" >"$work/mutant.log" 2>&1 || rc=$?
   # caught: every specialisation broken; accepted: none; otherwise how many were.

@@ -76,11 +76,8 @@ mutations=(
   "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0)|      if (false)"
   "checks: read_status reads the caller's base, not the carve's|include/kvcap/device/compressor.cuh|cudaMemcpyAsync(&report, workspace_base(d_temp_storage),|cudaMemcpyAsync(&report, d_temp_storage,"
 )
-# KVCAP_MUTATIONS=PATTERN runs only the mutations whose name matches it (grep -E).
-selected=()
-for m in "${mutations[@]}"; do
-  if [ -z "${KVCAP_MUTATIONS:-}" ] || printf '%s' "${m%%|*}" | grep -qE "$KVCAP_MUTATIONS"; then selected+=("$m"); fi
-done
+source "$root/tools/mutations/select.sh"
+select_mutations "${mutations[@]}"
 
 echo "kvcap SIMT emulator mutations: scale $scale, resident blocks ${KVCAP_SIMT_RESIDENT:-1 to 4 a launch}, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"
@@ -89,7 +86,7 @@ for m in "${selected[@]}"; do
   IFS='|' read -r -d '' name file old new < <(printf '%s\0' "$m") || true
   copy="$work/src"
   rm -rf "$copy" && mkdir -p "$copy" && cp -r "$root/include" "$root/tests" "$copy/"
-  python3 "$root/tools/device/apply_mutation.py" "$copy/$file" "$old" "$new"
+  python3 "$root/tools/mutations/apply_mutation.py" "$copy/$file" "$old" "$new"
   cases=parity
   case "$name" in checks:*) cases=errors ;; esac
   g++ "${flags[@]}" -I"$copy/tests/device/simt/include" -I"$copy/include" \

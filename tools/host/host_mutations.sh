@@ -98,11 +98,8 @@ mutations=(
   "check: a block-table entry equal to the pool size is accepted|host/validation.hpp|m.block_table[page] < pool|m.block_table[page] <= pool|test_errors"
   "check: tiles need not divide the grid|host/validation.hpp|require(g.tile_rows > 0 && g.rows % g.tile_rows == 0|require(g.tile_rows > 0|test_errors"
 )
-# KVCAP_MUTATIONS=PATTERN runs only the mutations whose name matches it (grep -E).
-selected=()
-for m in "${mutations[@]}"; do
-  if [ -z "${KVCAP_MUTATIONS:-}" ] || printf '%s' "${m%%|*}" | grep -qE "$KVCAP_MUTATIONS"; then selected+=("$m"); fi
-done
+source "$root/tools/mutations/select.sh"
+select_mutations "${mutations[@]}"
 
 if [ "${1:-}" = --targets ]; then
   missing=0
@@ -110,7 +107,7 @@ if [ "${1:-}" = --targets ]; then
     IFS='|' read -r -d '' name file old new first < <(printf '%s\0' "$m") || true
     rm -rf "$work/include" && mkdir -p "$work/include/kvcap/$(dirname "$file")"
     cp "$root/include/kvcap/$file" "$work/include/kvcap/$file"
-    python3 "$root/tools/device/apply_mutation.py" "$work/include/kvcap/$file" "$old" "$new" || missing=$((missing + 1))
+    python3 "$root/tools/mutations/apply_mutation.py" "$work/include/kvcap/$file" "$old" "$new" || missing=$((missing + 1))
   done
   echo "${#selected[@]} mutations, $missing whose text is no longer in the source"
   exit $((missing > 0))
@@ -150,7 +147,7 @@ for m in "${selected[@]}"; do
   first=${first%$'\n'}
   copy="$work/include"
   rm -rf "$copy" && cp -r "$root/include" "$copy"
-  python3 "$root/tools/device/apply_mutation.py" "$copy/kvcap/$file" "$old" "$new"
+  python3 "$root/tools/mutations/apply_mutation.py" "$copy/kvcap/$file" "$old" "$new"
   order=()
   for name_first in $first; do order+=("$name_first"); done
   for t in "${all_tests[@]}"; do [[ " $first " == *" $t "* ]] || order+=("$t"); done
