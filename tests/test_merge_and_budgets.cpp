@@ -249,7 +249,10 @@ TEST_CASE("a pyramid schedule gives each layer its own capacity and the peak fol
   std::vector<float> k(5 * 2 * 4), v(k.size());
   for (index_t chunk = 0; chunk < 8; ++chunk) {
     std::vector<token_meta> meta(5);
-    for (index_t t = 0; t < 5; ++t) meta[t].index = chunk * 5 + t, meta[t].position = {static_cast<std::int32_t>(chunk * 5 + t), 0, 0};
+    for (index_t t = 0; t < 5; ++t) {
+      meta[t].index = chunk * 5 + t;
+      meta[t].position = {static_cast<std::int32_t>(chunk * 5 + t), 0, 0};
+    }
     for (index_t layer = 0; layer < 3; ++layer) {
       for (float& x : k) x = u(rng);
       for (float& x : v) x = u(rng);

@@ -155,7 +155,7 @@ for m in "${selected[@]}"; do
   for t in "${order[@]}"; do
     read -r rc failed total < <(run_test "$t" "$copy")
     if [ "$rc" = build ]; then
-      verdict="does not compile ($t): $(grep -m1 -E 'error' "$work/build.log" | sed -E 's/^[^ ]*: //' | cut -c1-120)"
+      verdict="unbuilt     $name: ($t) $(grep -m1 -E 'error' "$work/build.log" | sed -E 's/^[^ ]*: //' | cut -c1-120)"
       unbuilt=$((unbuilt + 1))
       break
     fi
@@ -171,8 +171,6 @@ for m in "${selected[@]}"; do
   if [ -z "$verdict" ]; then
     verdict="NOT CAUGHT  $name: all ${#all_tests[@]} host test files pass"
     missed=$((missed + 1))
-  elif [[ "$verdict" == "does not compile"* ]]; then
-    verdict="unbuilt     $name: ${verdict#does not compile }"
   fi
   echo "$verdict"
 done
