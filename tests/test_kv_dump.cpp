@@ -12,7 +12,7 @@ namespace {
 const std::filesystem::path fixture = KVCAP_FIXTURE_DIR "/kv_dump_small";
 }
 
-TEST_CASE("read_kv_dump reads shapes, values of both dtypes, probes and metadata") {
+TEST_CASE("read_kv_dump reads shapes, values of both dtypes, probes, pre-pass probes and metadata") {
   const kvcap_tools::kv_dump d = kvcap_tools::read_kv_dump(fixture);
   CHECK(d.layers == 2);
   CHECK(d.kv_heads == 1);
@@ -29,6 +29,10 @@ TEST_CASE("read_kv_dump reads shapes, values of both dtypes, probes and metadata
   REQUIRE(d.has_probes());
   CHECK(d.probes.shape == std::vector<std::int64_t>{2, 3, 2, 4});
   CHECK(d.probes.at(2 * 3 * 2 * 4 - 1) == 47.0);
+  REQUIRE(d.has_prepass_probes());  // 0.5 − the probes
+  CHECK(d.prepass_probes.shape == d.probes.shape);
+  CHECK(d.prepass_probes.at(0) == 0.5);
+  CHECK(d.prepass_probes.at(2 * 3 * 2 * 4 - 1) == -46.5);
   // Metadata from the segments: text(2, protected), video 2×2×3, text(1, protected).
   REQUIRE(d.meta.size() == 15);
   CHECK(d.meta[0].is_protected);
@@ -65,6 +69,10 @@ TEST_CASE("read_kv_dump names what is wrong") {
     }
     return std::string("no error");
   };
+  rewrite("prepass_probes prepass_probes.npy", "prepass_probes layer0_k.npy");
+  CHECK(message().find("layer0_k.npy: shape must be the shape of probes.npy") != std::string::npos);
+  rewrite("probes probes.npy\n", "");
+  CHECK(message().find("prepass_probes without probes") != std::string::npos);
   rewrite("head_dim 4", "head_dim 5");  // arrays no longer match
   CHECK(message().find("layer0_k.npy: shape must be (tokens=15") != std::string::npos);
   rewrite("segment video 2 2 3", "segment video 2 2 4");  // 2 + 16 + 1 = 19 tokens, arrays hold 15

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "model.hpp"
@@ -71,6 +74,30 @@ class engine {
       stats->kvcap_seconds = store.kvcap_seconds - kvcap_before;
     }
     return last;
+  }
+
+  /// The question's queries per layer, before the prompt is prefilled (what "@question"
+  /// window scorers score every chunk by, compression_options::question). Runs `tokens` —
+  /// the protected system turn, then the question, each with its token_meta, so the question
+  /// sits at its final positions — in one chunk over a scratch full cache, and keeps the last
+  /// `question_tokens` queries of every layer. An engine knows the question and the prompt's
+  /// length before the prefill; this costs a forward pass over these few tokens, whose cache
+  /// is then dropped. The queries differ from the ones the question will have after the whole
+  /// prompt, which also attend to the document; they are what can be known up front.
+  query_windows question_prepass(std::span<const std::int32_t> tokens, std::span<const kvcap::token_meta> meta,
+                                 index_t question_tokens) {
+    const index_t n = static_cast<index_t>(tokens.size());
+    if (n > max_chunk_ || tokens.size() != meta.size())
+      throw std::invalid_argument("question_prepass: " + std::to_string(n) + " tokens with " +
+                                  std::to_string(meta.size()) + " metadata records (expected equal, <= max_chunk " +
+                                  std::to_string(max_chunk_) + ")");
+    if (question_tokens <= 0 || question_tokens > n)
+      throw std::invalid_argument("question_prepass: question_tokens " + std::to_string(question_tokens) +
+                                  ", expected 1.." + std::to_string(n));
+    full_cache scratch_cache(model_.cfg().kv_shape(), n);
+    scratch_cache.record_windows(question_tokens);
+    model_.forward(tokens, meta, scratch_cache, scratch_);
+    return scratch_cache.windows();
   }
 
   /// Greedy decoding of up to `n` tokens after a prefill whose last hidden state is `last`

@@ -7,6 +7,12 @@
 //                    offline oracle instead (no compression during prefill, one compress_to
 //                    to the budget at the end)
 //
+// Window scorers look at an observation window of queries: by default the chunk's last
+// queries (the chunk's tail, causal). A scorer name ending in "@question" scores every chunk
+// by the question's queries instead, from a short pre-pass over the system prompt and the
+// question at its final positions (engine::question_prepass): a proxy window, which sees
+// every resident token.
+//
 // The model (model.hpp) calls append → attend → end_of_chunk per layer and chunk, and never
 // knows which store it runs on. The scorer and reducer are compile-time policies of the
 // compressor; make_store() maps their command-line names to instantiations.
@@ -15,12 +21,14 @@
 #include <kvcap.hpp>
 #include <kvcap/host/counting_resource.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "attention.hpp"
@@ -50,6 +58,8 @@ class query_windows {
         tokens_(static_cast<std::size_t>(s.layers), 0) {}
 
   bool empty() const { return window_ == 0; }
+  /// The most queries a layer's window holds.
+  index_t capacity() const { return window_; }
   /// Keeps the last `window` tokens of `q` (T, q_heads, dim) as the layer's window.
   void keep_tail(index_t layer, kvcap::kv_tensor<const float> q) {
     const auto tail = last_tokens(q, window_);
@@ -125,6 +135,7 @@ class full_cache final : public kv_store {
   void record_windows(index_t window) { windows_ = query_windows(shape_, window); }
   /// The recorded window of `layer`: (tokens, q_heads, dim).
   kvcap::kv_tensor<const float> window(index_t layer) const { return windows_[layer]; }
+  const query_windows& windows() const { return windows_; }
   void end_of_chunk(index_t layer, kvcap::kv_tensor<const float> q) override {
     if (!windows_.empty()) windows_.keep_tail(layer, q);
   }
@@ -172,9 +183,14 @@ class full_cache final : public kv_store {
   query_windows windows_;
 };
 
+/// The suffix of a scorer name that scores by the question's pre-pass queries.
+inline constexpr std::string_view question_suffix = "@question";
+
+inline bool scores_by_question(std::string_view scorer) { return scorer.ends_with(question_suffix); }
+
 /// What the command line can choose.
 struct compression_options {
-  std::string scorer = "key_diff";  ///< see scorer_names()
+  std::string scorer = "key_diff";  ///< see scorer_names(); a window scorer may end in "@question"
   std::string reducer = "evict";    ///< evict | merge
   index_t budget = 512;             ///< tokens per layer (and kv-head)
   index_t max_chunk = 256;          ///< largest chunk appended
@@ -182,6 +198,10 @@ struct compression_options {
   index_t sinks = 4;                ///< sink tokens for recency / snapkv
   bool oracle = false;              ///< compress once after the prompt instead of after every chunk
   index_t prompt_tokens = 0;        ///< oracle only: the prompt it must hold uncompressed
+  /// "@question" scorers: the question's queries per layer (engine::question_prepass), the
+  /// window every chunk (online) or the whole prompt (oracle) is scored by. Not owned; it
+  /// outlives the store.
+  const query_windows* question = nullptr;
 };
 
 inline std::span<const char* const> scorer_names() {
@@ -196,6 +216,11 @@ class compressed_cache final : public kv_store {
   using compressor = kvcap::host::compressor<float, kvcap::layouts::hnd, Scorer, kvcap::budgets::fixed_tokens,
                                              Reducer, kvcap::structures::sequence>;
   static constexpr bool needs_window = Scorer::inputs.window_mass;
+  /// The most window queries one compress sees: the chunk's tail, or the question.
+  static index_t max_window(const compression_options& o) {
+    if (!needs_window) return 0;
+    return o.question ? std::max(o.window, o.question->capacity()) : o.window;
+  }
 
  public:
   compressed_cache(const store_shape& s, const compression_options& o, Scorer scorer, std::string name)
@@ -205,17 +230,19 @@ class compressed_cache final : public kv_store {
                                           .num_q_heads = s.q_heads,
                                           .head_dim = s.head_dim,
                                           .max_chunk = o.max_chunk,
-                                          .max_window = needs_window ? o.window : 0},
+                                          .max_window = max_window(o)},
             {.scorer = scorer, .budget = {.tokens = o.oracle ? std::max(o.prompt_tokens, o.budget) : o.budget}},
             &memory_) {
+    if (o.question && !needs_window)
+      throw std::invalid_argument("--scorer " + name_ + ": only window scorers score by the question (window, snapkv, "
+                                  "window+key_diff)");
     if (o.oracle && needs_window) windows_ = query_windows(s, o.window);  // the prompt's last queries, per layer
   }
 
   /// The formula: storage for (budget + max_chunk) slots per layer, plus the workspace.
-  static std::size_t formula(const store_shape& s, index_t budget, index_t max_chunk, index_t window) {
+  static std::size_t formula(const store_shape& s, index_t budget, index_t max_chunk, index_t max_window) {
     const kvcap::host::compressor_shape c{.num_layers = s.layers, .num_kv_heads = s.kv_heads, .num_q_heads = s.q_heads,
-                                          .head_dim = s.head_dim, .max_chunk = max_chunk,
-                                          .max_window = needs_window ? window : 0};
+                                          .head_dim = s.head_dim, .max_chunk = max_chunk, .max_window = max_window};
     return static_cast<std::size_t>(s.layers) * (budget + max_chunk) * compressor::slot_bytes(c) +
            compressor::workspace_bytes(c, budget + max_chunk);
   }
@@ -236,18 +263,24 @@ class compressed_cache final : public kv_store {
       return;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    if constexpr (needs_window) kv_.compress(layer, last_tokens(q, options_.window));
-    else kv_.compress(layer);
+    if constexpr (needs_window) {
+      if (options_.question) kv_.compress(layer, (*options_.question)[layer], /*window_is_chunk_tail=*/false);
+      else kv_.compress(layer, last_tokens(q, options_.window));
+    } else {
+      kv_.compress(layer);
+    }
     kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   void end_of_prefill() override {
     if (!options_.oracle) return;
     const auto t0 = std::chrono::steady_clock::now();
     for (index_t l = 0; l < shape_.layers; ++l) {
-      if constexpr (needs_window)
-        kv_.compress_to(l, options_.budget, windows_[l]);
-      else
+      if constexpr (needs_window) {
+        if (options_.question) kv_.compress_to(l, options_.budget, (*options_.question)[l], /*window_is_chunk_tail=*/false);
+        else kv_.compress_to(l, options_.budget, windows_[l]);
+      } else {
         kv_.compress_to(l, options_.budget);
+      }
     }
     kvcap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -280,7 +313,7 @@ class compressed_cache final : public kv_store {
   index_t length(index_t layer) const override { return kv_.length(layer); }
   std::size_t bytes() const override { return memory_.peak_bytes(); }
   std::size_t formula_bytes() const override {
-    return formula(shape_, kv_.budget(0), options_.max_chunk, options_.window);
+    return formula(shape_, kv_.budget(0), options_.max_chunk, max_window(options_));
   }
   std::string describe() const override {
     return std::string(options_.oracle ? "oracle " : "kvcap ") + name_ + "/" + options_.reducer + " budget " +
@@ -301,29 +334,35 @@ namespace detail {
 template <class Reducer>
 std::unique_ptr<kv_store> make_compressed(const store_shape& s, const compression_options& o) {
   namespace sc = kvcap::scorers;
-  const std::string& n = o.scorer;
-  if (n == "recency") return std::make_unique<compressed_cache<sc::recency, Reducer>>(s, o, sc::recency{o.sinks}, n);
-  if (n == "key_norm") return std::make_unique<compressed_cache<sc::key_norm, Reducer>>(s, o, sc::key_norm{}, n);
-  if (n == "value_norm") return std::make_unique<compressed_cache<sc::value_norm, Reducer>>(s, o, sc::value_norm{}, n);
-  if (n == "key_diff") return std::make_unique<compressed_cache<sc::key_diff, Reducer>>(s, o, sc::key_diff{}, n);
+  const std::string& name = o.scorer;  // the policy below is chosen by the name without "@question"
+  const std::string n = name.substr(0, name.size() - (scores_by_question(name) ? question_suffix.size() : 0));
+  if (n == "recency") return std::make_unique<compressed_cache<sc::recency, Reducer>>(s, o, sc::recency{o.sinks}, name);
+  if (n == "key_norm") return std::make_unique<compressed_cache<sc::key_norm, Reducer>>(s, o, sc::key_norm{}, name);
+  if (n == "value_norm") return std::make_unique<compressed_cache<sc::value_norm, Reducer>>(s, o, sc::value_norm{}, name);
+  if (n == "key_diff") return std::make_unique<compressed_cache<sc::key_diff, Reducer>>(s, o, sc::key_diff{}, name);
   if (n == "window")
-    return std::make_unique<compressed_cache<sc::observation_window, Reducer>>(s, o, sc::observation_window{}, n);
+    return std::make_unique<compressed_cache<sc::observation_window, Reducer>>(s, o, sc::observation_window{}, name);
   if (n == "snapkv") {  // SnapKV as published: window scores, the window itself and sinks always kept
     using snap = sc::forced_keep<sc::observation_window>;
-    return std::make_unique<compressed_cache<snap, Reducer>>(s, o, snap{{}, o.sinks, o.window}, n);
+    return std::make_unique<compressed_cache<snap, Reducer>>(s, o, snap{{}, o.sinks, o.window}, name);
   }
   if (n == "window+key_diff") {
     using mix = sc::forced_keep<sc::blend<sc::observation_window, sc::key_diff>>;
-    return std::make_unique<compressed_cache<mix, Reducer>>(s, o, mix{{}, o.sinks, o.window}, n);
+    return std::make_unique<compressed_cache<mix, Reducer>>(s, o, mix{{}, o.sinks, o.window}, name);
   }
   std::string known;
   for (const char* name : scorer_names()) known += std::string(known.empty() ? "" : ", ") + name;
-  throw std::invalid_argument("--scorer " + n + ": unknown, expected one of " + known);
+  throw std::invalid_argument("--scorer " + name + ": unknown, expected one of " + known +
+                              " (a window scorer may end in @question)");
 }
 }  // namespace detail
 
 /// The kvcap store the options name (online, or the offline oracle).
-inline std::unique_ptr<kv_store> make_store(const store_shape& s, const compression_options& o) {
+inline std::unique_ptr<kv_store> make_store(const store_shape& s, compression_options o) {
+  if (!scores_by_question(o.scorer)) o.question = nullptr;  // only "@question" scorers use it
+  else if (!o.question || o.question->empty())
+    throw std::invalid_argument("--scorer " + o.scorer + ": scores by the question's queries, and this task has none "
+                                "(passkey and demo have a question)");
   if (o.budget <= 0) throw std::invalid_argument("--budget " + std::to_string(o.budget) + ": expected > 0");
   if (o.max_chunk <= 0) throw std::invalid_argument("--chunk " + std::to_string(o.max_chunk) + ": expected > 0");
   if (o.reducer == "evict") return detail::make_compressed<kvcap::reducers::evict>(s, o);

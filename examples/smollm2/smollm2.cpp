@@ -15,7 +15,10 @@
 //   --gguf PATH               [weights.hpp's search]
 //   --budget N | --budgets a,b,...          tokens per layer and kv-head [512]
 //   --chunk N  | --chunks a,b,...           prefill chunk [256]
-//   --scorer S | --scorers a,b,...          recency key_norm value_norm key_diff window snapkv window+key_diff [key_diff]
+//   --scorer S | --scorers a,b,...          recency key_norm value_norm key_diff window snapkv window+key_diff [key_diff];
+//                                           a window scorer + "@question" (passkey, demo) scores every chunk by the
+//                                           question's queries from a pre-pass (engine::question_prepass) instead
+//                                           of by the chunk's last 32 queries
 //   --reducer R | --reducers evict,merge    [evict]
 //   --modes full,online,oracle              which runs [all three]
 //   --kv-cap-mib X            demo: KV memory cap [64]; demo: haystack --tokens [2048], --scorer [key_diff]
@@ -34,6 +37,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -150,6 +154,30 @@ std::vector<kvcap::token_meta> passkey_meta(const passkey_prompt& p) {
   return meta;
 }
 
+/// The question's queries from a pre-pass over the system turn and the question at their
+/// final positions, for "@question" scorers; with the time it took.
+struct question_window {
+  query_windows queries;
+  double seconds = 0;
+};
+
+question_window passkey_question(engine& e, const passkey_prompt& p, std::span<const kvcap::token_meta> meta) {
+  const std::size_t n = p.ids.size(), q = p.question_tokens;
+  std::vector<std::int32_t> ids(p.ids.begin(), p.ids.begin() + static_cast<std::ptrdiff_t>(p.system_tokens));
+  std::vector<kvcap::token_meta> m(meta.begin(), meta.begin() + static_cast<std::ptrdiff_t>(p.system_tokens));
+  ids.insert(ids.end(), p.ids.end() - static_cast<std::ptrdiff_t>(q), p.ids.end());
+  m.insert(m.end(), meta.end() - static_cast<std::ptrdiff_t>(q), meta.end());
+  if (m.back().index + 1 != static_cast<std::int64_t>(n)) throw std::logic_error("passkey_question: the question is not last");
+  const auto t0 = std::chrono::steady_clock::now();
+  question_window w{e.question_prepass(ids, m, static_cast<index_t>(q))};
+  w.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return w;
+}
+
+bool any_by_question(std::span<const std::string> scorers) {
+  return std::any_of(scorers.begin(), scorers.end(), [](const std::string& s) { return scores_by_question(s); });
+}
+
 // ---------------------------------------------------------------------------------- demo
 
 int demo(const loaded_model& m, const args& a) {
@@ -184,6 +212,11 @@ int demo(const loaded_model& m, const args& a) {
   }
   // 2. kvcap under the cap: the largest budget whose fixed footprint fits.
   compression_options o{.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"), .max_chunk = chunk};
+  question_window question;
+  if (scores_by_question(o.scorer)) {
+    question = passkey_question(e, p, meta);
+    o.question = &question.queries;
+  }
   index_t budget = fits;
   for (; budget > 0; budget -= 16) {
     o.budget = budget;
@@ -193,6 +226,7 @@ int demo(const loaded_model& m, const args& a) {
   const auto kv = make_store(shape, o);
   prefill_stats ks;
   const auto last = e.prefill(p.ids, meta, *kv, chunk, &ks);
+  ks.seconds += question.seconds;  // the pre-pass is part of this prefill
   const std::string answer = m.tok.decode(e.generate(*kv, last, n, 12, stop_ids(m.tok)));
   std::printf("kvcap under the cap (%s, chunk %lld): resident %lld tokens per layer after the prompt\n",
               kv->describe().c_str(), (long long)chunk, (long long)kv->length(0));
@@ -276,16 +310,22 @@ void print_row(const char* task, const std::string& doc, const std::string& task
 }
 
 /// Runs every configuration of the grid on one prompt: `evaluate(store, last_hidden)` gives
-/// the metric. The full cache runs first; the oracle runs replay its prefill.
+/// the metric. The full cache runs first; the oracle runs replay its prefill. "@question"
+/// scorers score by `question` (its pre-pass time is added to their prefill time).
 template <class Evaluate>
 void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t> ids,
               std::span<const kvcap::token_meta> meta, index_t extra_tokens, const Evaluate& evaluate,
-              const std::function<void(const run_row&, const std::string&)>& report) {
+              const std::function<void(const run_row&, const std::string&)>& report,
+              const question_window* question = nullptr) {
   const store_shape shape = m.net.cfg().kv_shape();
   const index_t n = static_cast<index_t>(ids.size());
   const long long max_chunk = *std::max_element(g.chunks.begin(), g.chunks.end());
   const index_t window = 32;
   engine e(m.net, static_cast<index_t>(std::max<long long>(max_chunk, extra_tokens)), n + extra_tokens + max_chunk);
+  const query_windows* question_queries = question ? &question->queries : nullptr;
+  const auto prepass_seconds = [&](const std::string& scorer) {
+    return question && scores_by_question(scorer) ? question->seconds : 0.0;
+  };
 
   full_cache full(shape, n + extra_tokens);
   full.record_windows(window);
@@ -303,10 +343,11 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
           for (const long long chunk : g.chunks) {
             compression_options o{.scorer = scorer, .reducer = reducer, .budget = static_cast<index_t>(budget),
                                    .max_chunk = static_cast<index_t>(std::max<long long>(chunk, extra_tokens)),
-                                   .window = window};
+                                   .window = window, .question = question_queries};
             const auto store = make_store(shape, o);
             run_row r{.mode = "online", .scorer = scorer, .reducer = reducer, .budget = budget, .chunk = chunk};
             const auto last = e.prefill(ids, meta, *store, static_cast<index_t>(chunk), &r.stats);
+            r.stats.seconds += prepass_seconds(scorer);
             r.peak = store->bytes();
             r.formula = store->formula_bytes();
             report(r, evaluate(*store, last, e));
@@ -314,12 +355,14 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
         if (g.has("oracle")) {
           compression_options o{.scorer = scorer, .reducer = reducer, .budget = static_cast<index_t>(budget),
                                  .max_chunk = static_cast<index_t>(std::max<long long>(max_chunk, extra_tokens)),
-                                 .window = window, .oracle = true, .prompt_tokens = full_len};
+                                 .window = window, .oracle = true, .prompt_tokens = full_len,
+                                 .question = question_queries};
           const auto store = make_store(shape, o);
           run_row r{.mode = "oracle", .scorer = scorer, .reducer = reducer, .budget = budget, .chunk = 0};
           const auto t0 = std::chrono::steady_clock::now();
           store->replay(full);
-          r.stats.seconds = fr.stats.seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          r.stats.seconds = fr.stats.seconds + prepass_seconds(scorer) +
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           r.stats.kvcap_seconds = store->kvcap_seconds;
           r.peak = store->bytes();
           r.formula = store->formula_bytes();
@@ -432,6 +475,11 @@ int passkey(const loaded_model& m, const args& a) {
       const std::size_t full_bytes = full_cache::token_bytes(m.net.cfg().kv_shape()) * static_cast<std::size_t>(n);
       char values[64];
       std::snprintf(values, sizeof values, "%.2f,%lld,%s", depth, trial, key.c_str());
+      std::optional<question_window> question;
+      if (any_by_question(g.scorers)) {
+        engine prepass(m.net, static_cast<index_t>(p.system_tokens + p.question_tokens), n);
+        question = passkey_question(prepass, p, meta);
+      }
       run_grid(
           m, g, p.ids, meta, 16,
           [&](kv_store& store, const Eigen::RowVectorXf& last, engine& e) {
@@ -441,7 +489,8 @@ int passkey(const loaded_model& m, const args& a) {
               if (ch == '"' || ch == '\n' || ch == '\r') ch = ' ';
             return std::string(correct ? "1" : "0") + ",\"" + answer + "\"";
           },
-          [&](const run_row& r, const std::string& v) { print_row("passkey", path, values, r, n, full_bytes, "correct", v); });
+          [&](const run_row& r, const std::string& v) { print_row("passkey", path, values, r, n, full_bytes, "correct", v); },
+          question ? &*question : nullptr);
     }
   return 0;
 }

@@ -8,6 +8,8 @@
 #include <smollm2/engine.hpp>
 #include <smollm2/weights.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -204,6 +206,69 @@ TEST_CASE("an oracle replayed from a full cache equals an oracle prefilled throu
     CHECK(e.continuation_nll(*direct, last, 144, continuation) ==
           e.continuation_nll(*replayed, last_full, 144, continuation));
   }
+}
+
+TEST_CASE("@question window scorers score every chunk by the question's pre-pass queries") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  const store_shape shape = net.cfg().kv_shape();
+  const index_t n = 160, q = 16, chunk = 32;  // the first 16 tokens stand for the system turn, the last 16 for the question
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, n, false, meta);
+  engine e(net, chunk, n + chunk);
+
+  std::vector<std::int32_t> ids(ref.tokens.begin(), ref.tokens.begin() + q);
+  ids.insert(ids.end(), ref.tokens.end() - q, ref.tokens.end());
+  std::vector<kvcap::token_meta> pre_meta(meta.begin(), meta.begin() + q);
+  pre_meta.insert(pre_meta.end(), meta.end() - q, meta.end());
+  const query_windows question = e.question_prepass(ids, pre_meta, q);
+
+  // The full prompt's own last 16 queries: layer 0's depend only on the token and its
+  // position, so the pre-pass has them (to GEMM rounding); deeper layers' also attend to the
+  // 128 tokens the pre-pass skips, and differ.
+  full_cache full(shape, n);
+  full.record_windows(q);
+  e.prefill(ref.tokens, meta, full, chunk);
+  const auto difference = [&](index_t layer) {
+    const auto a = question[layer], b = full.window(layer);
+    REQUIRE(a.num_tokens == q);
+    REQUIRE(b.num_tokens == q);
+    float diff = 0, scale = 0;
+    for (index_t i = 0; i < q * a.num_heads * a.head_dim; ++i)
+      diff = std::max(diff, std::abs(a.data[i] - b.data[i])), scale = std::max(scale, std::abs(b.data[i]));
+    return diff / scale;
+  };
+  CHECK(difference(0) < 1e-5f);
+  CHECK(difference(net.cfg().layers - 1) > 1e-2f);
+
+  // Online, every chunk is compressed by the question's window: the budget holds, and the
+  // kept sets are not the ones the chunk's own tail picks.
+  const auto kept = [&](const char* scorer) {
+    const auto store = make_store(shape, {.scorer = scorer, .budget = 48, .max_chunk = chunk, .question = &question});
+    e.prefill(ref.tokens, meta, *store, chunk);
+    using window_cache = compressed_cache<kvcap::scorers::observation_window, kvcap::reducers::evict>;
+    const auto& kv = dynamic_cast<const window_cache&>(*store).kv();
+    std::vector<std::int64_t> out;
+    for (index_t l = 0; l < net.cfg().layers; ++l) {
+      REQUIRE(store->length(l) == 48);
+      for (index_t h = 0; h < shape.kv_heads; ++h)
+        for (index_t t = 0; t < 48; ++t) out.push_back(kv.layer(l).meta_at(t, h).index);
+    }
+    return out;
+  };
+  CHECK(kept("window@question") != kept("window"));
+
+  // A budget that holds the prompt changes nothing, whichever window scores it.
+  const auto whole = make_store(shape, {.scorer = "snapkv@question", .budget = n, .max_chunk = chunk, .question = &question});
+  full_cache uncompressed(shape, n);
+  const Eigen::RowVectorXf last = e.prefill(ref.tokens, meta, *whole, chunk);
+  CHECK((last - e.prefill(ref.tokens, meta, uncompressed, chunk)).cwiseAbs().maxCoeff() == 0.0f);
+
+  CHECK_THROWS_WITH(make_store(shape, {.scorer = "snapkv@question"}),
+                    doctest::Contains("--scorer snapkv@question: scores by the question's queries, and this task has none"));
+  CHECK_THROWS_WITH(make_store(shape, {.scorer = "key_diff@question", .question = &question}),
+                    doctest::Contains("--scorer key_diff@question: only window scorers score by the question"));
+  CHECK_THROWS_WITH(e.question_prepass(ids, pre_meta, 0), doctest::Contains("question_tokens 0, expected 1..32"));
 }
 
 TEST_CASE("bad options are rejected with the argument and what was expected") {

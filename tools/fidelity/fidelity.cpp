@@ -12,7 +12,10 @@
 // (post-prefill compression, kvpress' setting) appends everything with a budget of the
 // whole prompt and compresses once at the end with the same policies. Query-aware scorers
 // use the last `window` queries of each chunk (oracle: of the prompt) from the dump's
-// per-layer queries. Probes are the dump's probe queries, placed after the prompt.
+// per-layer queries; with "@question" after their name (window@question), the dump's
+// pre-pass probes instead (prepass_probes: the question's queries as an engine can compute
+// them before the prefill), for every chunk and for the oracle. Probes are the dump's probe
+// queries, placed after the prompt.
 // One CSV row per (dump, scorer, reducer, mode, chunking, budget).
 
 #include <kvcap.hpp>
@@ -27,6 +30,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kv_dump.hpp"
@@ -50,6 +54,7 @@ struct replay_source {
   std::string name, data_label;
   kvcap_tools::kv_dump dump;
   std::vector<std::vector<float>> k, v, q;             // (layer) of (tokens, heads, dim)
+  std::vector<std::vector<float>> prepass;             // (layer) of (probes, q_heads, dim); empty if absent
   std::vector<std::vector<Eigen::MatrixXf>> full_k, full_v;  // (layer, kv_head) of (N, dim)
   std::vector<std::vector<std::vector<Eigen::VectorXf>>> probes;  // (layer, probe, q_head)
   index_t protected_tokens = 0;
@@ -94,9 +99,22 @@ replay_source load(const std::string& dir, const std::string& label) {
       layer_probes.push_back(std::move(heads));
     }
     s.probes.push_back(std::move(layer_probes));
+    if (d.has_prepass_probes()) {
+      const index_t per_layer = num_probes * d.q_heads * d.head_dim;
+      std::vector<float> pre(static_cast<std::size_t>(per_layer));
+      for (index_t i = 0; i < per_layer; ++i) pre[i] = static_cast<float>(d.prepass_probes.at(l * per_layer + i));
+      s.prepass.push_back(std::move(pre));
+    }
   }
   for (const auto& m : d.meta) s.protected_tokens += m.is_protected;
   return s;
+}
+
+/// "window@question": a window scorer scored by the dump's pre-pass probes.
+constexpr std::string_view question_suffix = "@question";
+bool by_question(const std::string& scorer) { return scorer.ends_with(question_suffix); }
+std::string base_scorer(const std::string& scorer) {
+  return scorer.substr(0, scorer.size() - (by_question(scorer) ? question_suffix.size() : 0));
 }
 
 struct config {
@@ -138,16 +156,21 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
   const bool oracle = c.mode == "oracle";
   const index_t cache_budget = oracle ? n : c.budget;
   const auto chunks = plan(s, c, c.budget);
+  const bool question = by_question(c.scorer);  // score by the pre-pass probes, not the chunk's tail
+  if (question && !Scorer::inputs.window_mass)
+    throw std::runtime_error("scorer '" + c.scorer + "': only window scorers score by the question");
+  const index_t num_probes = d.probes.shape[1];
   kvcap::host::counting_resource mr;
   using compressor = host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, Reducer, structures::mixed>;
   const auto start = std::chrono::steady_clock::now();
   compressor kv({.num_layers = d.layers, .num_kv_heads = d.kv_heads, .num_q_heads = d.q_heads,
                  .head_dim = d.head_dim, .max_chunk = c.chunk,  // the bulk pass fits: it meets an empty cache
-                 .max_window = c.window},
+                 .max_window = question ? std::max(c.window, num_probes) : c.window},
                 {.scorer = scorer, .budget = {.tokens = cache_budget}, .structure = d.structure()}, &mr);
   const index_t kvw = d.kv_heads * d.head_dim, qw = d.q_heads * d.head_dim;
   const auto window_of = [&](index_t layer, index_t end) -> kv_tensor<const float> {
     if (!Scorer::inputs.window_mass) return {};
+    if (question) return {s.prepass[layer].data(), num_probes, d.q_heads, d.head_dim};
     const index_t w = std::min(c.window, end);
     return {s.q[layer].data() + (end - w) * qw, w, d.q_heads, d.head_dim};
   };
@@ -156,10 +179,11 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
       kv.append(layer, {s.k[layer].data() + r.begin * kvw, r.size(), d.kv_heads, d.head_dim},
                 {s.v[layer].data() + r.begin * kvw, r.size(), d.kv_heads, d.head_dim},
                 std::span(d.meta).subspan(r.begin, r.size()));
-      if (!oracle) kv.compress(layer, window_of(layer, r.end));
+      if (!oracle) kv.compress(layer, window_of(layer, r.end), /*window_is_chunk_tail=*/!question);
     }
   if (oracle)
-    for (index_t layer = 0; layer < d.layers; ++layer) kv.compress_to(layer, c.budget, window_of(layer, n));
+    for (index_t layer = 0; layer < d.layers; ++layer)
+      kv.compress_to(layer, c.budget, window_of(layer, n), /*window_is_chunk_tail=*/!question);
   outcome o;
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   o.peak_bytes = mr.peak_bytes();
@@ -178,7 +202,7 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
 template <class Reducer>
 outcome dispatch_scorer(const replay_source& s, const config& c) {
   using namespace kvcap::scorers;
-  const std::string& n = c.scorer;
+  const std::string n = base_scorer(c.scorer);
   if (n == "key_norm") return replay<key_norm, Reducer>(s, c, {});
   if (n == "value_norm") return replay<value_norm, Reducer>(s, c, {});
   if (n == "recency") return replay<recency, Reducer>(s, c, {});
@@ -194,7 +218,8 @@ outcome dispatch_scorer(const replay_source& s, const config& c) {
     return replay<blend<observation_window, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
   throw std::runtime_error("unknown scorer '" + n +
                            "' (expected key_norm, value_norm, recency, key_diff, temporal, spatial, van, window, "
-                           "key_diff+temporal, window+key_diff, window+temporal)");
+                           "key_diff+temporal, window+key_diff, window+temporal; a window scorer may end in "
+                           "@question)");
 }
 
 outcome run(const replay_source& s, const config& c) {
@@ -250,7 +275,11 @@ int main(int argc, char** argv) try {
                  static_cast<long long>(s.dump.layers), static_cast<long long>(s.protected_tokens));
     std::map<std::string, outcome> oracles;
     for (const auto& scorer : scorer_names) {
-      if (needs_queries(scorer) && !s.dump.has_queries()) continue;
+      if (by_question(scorer) ? !s.dump.has_prepass_probes() : needs_queries(scorer) && !s.dump.has_queries()) {
+        std::fprintf(stderr, "  %s: skipped, the dump has no %s\n", scorer.c_str(),
+                     by_question(scorer) ? "prepass_probes" : "per-layer queries");
+        continue;
+      }
       for (const auto& reducer : reducer_names)
         for (const auto& mode : modes)
           for (const auto& chunking : chunkings)

@@ -17,6 +17,10 @@
 //   q 0 layer0_q.npy                  optional, per layer: queries (tokens, q_heads, head_dim),
 //                                     for query-aware scorers (observation windows)
 //   probes probes.npy                 optional: probe queries (layers, probes, q_heads, head_dim)
+//   prepass_probes prepass.npy        optional: the probe tokens' queries from a pre-pass over
+//                                     the protected prefix and the probe tokens alone, at their
+//                                     final positions (what an engine can know before the
+//                                     prefill); the shape of probes
 //   positions positions.npy           optional: (tokens, 3) int M-RoPE positions (t, h, w)
 //                                     overriding the Qwen2-VL rule of structures::mixed
 //
@@ -41,11 +45,13 @@ struct kv_dump {
   std::vector<npy_array> k, v;  ///< (layer) of (tokens, kv_heads, head_dim)
   std::vector<npy_array> q;     ///< (layer) of (tokens, q_heads, head_dim); empty if absent
   npy_array probes;             ///< (layers, probes, q_heads, head_dim); empty if absent
+  npy_array prepass_probes;     ///< probes' shape: the probes' queries from a pre-pass; empty if absent
   std::vector<kvcap::token_meta> meta;  ///< (tokens)
 
   kvcap::structures::mixed structure() const { return {segments}; }
   kvcap::index_t num_tokens() const { return structure().num_tokens(); }
   bool has_probes() const { return !probes.shape.empty(); }
+  bool has_prepass_probes() const { return !prepass_probes.shape.empty(); }
   bool has_queries() const { return !q.empty(); }
 };
 
@@ -58,7 +64,7 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
   };
   kv_dump d;
   std::vector<std::string> k_files, v_files, q_files;
-  std::string probes_file, positions_file, line;
+  std::string probes_file, prepass_file, positions_file, line;
   bool versioned = false;
   while (std::getline(in, line)) {
     if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
@@ -96,6 +102,7 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
       if (files.size() <= layer) files.resize(layer + 1);
       files[layer] = file;
     } else if (key == "probes") ls >> probes_file;
+    else if (key == "prepass_probes") ls >> prepass_file;
     else if (key == "positions") ls >> positions_file;
     else fail("unknown key '" + key + "'");
   }
@@ -130,6 +137,11 @@ inline kv_dump read_kv_dump(const std::filesystem::path& dir) {
     if (d.probes.shape.size() != 4 || d.probes.shape[0] != d.layers || d.probes.shape[2] != d.q_heads ||
         d.probes.shape[3] != d.head_dim)
       fail(probes_file + ": shape must be (layers, probes, q_heads, head_dim)");
+  }
+  if (!prepass_file.empty()) {
+    if (probes_file.empty()) fail("prepass_probes without probes");
+    d.prepass_probes = read_npy((dir / prepass_file).string());
+    if (d.prepass_probes.shape != d.probes.shape) fail(prepass_file + ": shape must be the shape of " + probes_file);
   }
   const auto structure = d.structure();
   for (kvcap::index_t t = 0; t < tokens; ++t) d.meta.push_back(structure.meta(t));

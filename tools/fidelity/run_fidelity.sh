@@ -58,9 +58,11 @@ python_with() {  # the first Python that imports all of "$@"
 # Real K/V (SmolLM2-135M on real text), when Python with numpy and gguf is at hand.
 py=$(python_with numpy gguf)
 if [ -n "$py" ] && [ -f "$root/tools/fidelity/smollm2_dump.py" ]; then
-  [ -f "$work/dumps/smollm2/manifest.txt" ] || "$py" "$root/tools/fidelity/smollm2_dump.py" --out "$work/dumps/smollm2"
+  # (re)written when absent or older than its pre-pass probes (window@question scores by them)
+  grep -qs '^prepass_probes' "$work/dumps/smollm2/manifest.txt" ||
+    "$py" "$root/tools/fidelity/smollm2_dump.py" --out "$work/dumps/smollm2"
   "$fid" --dump "$work/dumps/smollm2" $(label smollm2 real) --budgets 0.05,0.1,0.25 --chunks fixed:256,fixed:784 \
-    --scorers recency,key_norm,value_norm,key_diff,window --modes online,oracle --reducers evict,merge \
+    --scorers recency,key_norm,value_norm,key_diff,window,window@question --modes online,oracle --reducers evict,merge \
     --out "$work/real.csv"
   csvs+=("$work/real.csv")
 fi

@@ -9,8 +9,10 @@ plain numpy float32 forward pass over a chat-formatted prompt
     [the question + start of the answer]        protected
 
 and writes, in kvcap's dump format (tools/fidelity/kv_dump.hpp), per layer K after RoPE
-(tokens, 3, 64), V (tokens, 3, 64), Q after RoPE (tokens, 9, 64), and the probe queries =
-the queries of the question tokens (layers, question tokens, 9, 64).
+(tokens, 3, 64), V (tokens, 3, 64), Q after RoPE (tokens, 9, 64), the probe queries =
+the queries of the question tokens (layers, question tokens, 9, 64), and the same tokens'
+queries from a pre-pass over the system turn and the question alone, the question at its
+final positions (prepass_probes: what an engine can compute before the prefill).
 
 The forward pass is checked in the same run: next-token perplexity over the document,
 the answer the model gives to the passkey question (greedy, from the dumped cache), and
@@ -198,17 +200,19 @@ class Model:
         a, b = x[..., : hd // 2], x[..., hd // 2:]
         return np.concatenate([a * cos - b * sin, a * sin + b * cos], -1)
 
-    def forward(self, ids, cache, record=None, block=512):
+    def forward(self, ids, cache, record=None, block=512, positions=None):
         """Runs tokens `ids` after the `len(cache[l][0])` cached ones; extends the cache.
 
         cache: list (layer) of [K (S, nk, hd), V (S, nk, hd)], K after RoPE.
         record: if a dict, gets record[l] = (q, k, v) of these tokens (after RoPE).
+        positions: RoPE positions of the tokens (ascending; default: the next ones after the
+        cache). Causality follows the order of the tokens either way.
         Returns the final-normed hidden states (T, hidden).
         """
         ids = np.asarray(ids, dtype=np.int64)
         T = len(ids)
         start = cache[0][0].shape[0] if cache[0][0] is not None else 0
-        pos = np.arange(start, start + T)
+        pos = np.arange(start, start + T) if positions is None else np.asarray(positions, dtype=np.int64)
         nq, nk, hd = self.n_heads, self.n_kv, self.head_dim
         group = nq // nk
         scale = np.float32(1.0 / math.sqrt(hd))
@@ -554,6 +558,18 @@ def main():
         rope_note = f"first {n} document tokens alone: adjacent-pair RoPE ppl {p_good:.2f}, HF rotate_half RoPE ppl {p_bad:.2f}"
         log(f"check: {rope_note}")
 
+    # ---- the question's pre-pass: the system turn and the question alone, the question at its
+    # final positions (what an engine can compute before the prefill: "@question" scorers)
+    pre_record = {}
+    model.forward(sys_ids + q_ids, model.new_cache(), pre_record,
+                  positions=np.r_[np.arange(n_sys), np.arange(T - n_q, T)])
+    prepass = np.stack([pre_record[l][0][n_sys:] for l in layers])  # (layers, n_q, heads, hd)
+    full_q = np.stack([record[l][0][n_sys + n_doc:] for l in layers])
+    cos = (prepass * full_q).sum(-1) / (np.linalg.norm(prepass, axis=-1) * np.linalg.norm(full_q, axis=-1))
+    prepass_note = (f"pre-pass question queries vs the full prompt's: cosine {cos.mean():.3f} mean, "
+                    f"{cos.mean(axis=(1, 2)).min():.3f} in the least similar layer")
+    log(f"check: {prepass_note}")
+
     # ---- the dump
     os.makedirs(args.out, exist_ok=True)
     dtype = np.float16 if args.half else np.float32
@@ -567,7 +583,9 @@ def main():
         f"# made by tools/fidelity/smollm2_dump.py --tokens {args.tokens} --depth {args.depth} --layers {args.layers}"
         f"{' --half' if args.half else ''}",
         f"# passkey '{args.passkey}' sentence at prompt tokens {n_sys + needle_off}..{n_sys + needle_off + needle_len - 1}; "
-        f"probes = the {n_q} question tokens' queries",
+        f"probes = the {n_q} question tokens' queries; prepass_probes = theirs from a pre-pass over the system "
+        f"turn and the question alone",
+        f"# check: {prepass_note}",
         f"# check: document perplexity {ppl:.2f}; passkey answer {answer.strip()!r} ({'found' if found else 'not found'}); "
         f"chat check {chats[0][1]!r}",
         f"# K and Q after RoPE (adjacent pairs, base {model.rope_base:g}), channels in llama.cpp's permuted order",
@@ -590,6 +608,9 @@ def main():
     np.save(os.path.join(args.out, "probes.npy"), probes)
     size += os.path.getsize(os.path.join(args.out, "probes.npy"))
     lines.append("probes probes.npy")
+    np.save(os.path.join(args.out, "prepass_probes.npy"), prepass.astype(dtype))
+    size += os.path.getsize(os.path.join(args.out, "prepass_probes.npy"))
+    lines.append("prepass_probes prepass_probes.npy")
     with open(os.path.join(args.out, "manifest.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     np.save(os.path.join(args.out, "ids.npy"), np.asarray(ids, dtype=np.int32))  # not in the manifest
@@ -606,6 +627,7 @@ def main():
                 f"passkey answer: The secret passkey is{answer} -> {'found' if found else 'not found'}\n"
                 + "".join(f"chat check: {q!r} -> {a!r}\n" for q, a in chats)
                 + (f"rope check: {rope_note}\n" if rope_note else "")
+                + f"prepass check: {prepass_note}\n"
                 + f"forward {t_fwd:.1f}s, checks {t_checks:.1f}s, total {elapsed:.1f}s, dump {size / 2**20:.1f} MiB\n")
     log(f"dump: {args.out} ({n_layers} layers, {T} tokens, {probes.shape[1]} probes, "
         f"{'float16' if args.half else 'float32'}, {size / 2**20:.1f} MiB) in {elapsed:.1f}s total")

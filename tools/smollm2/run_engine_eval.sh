@@ -21,9 +21,10 @@ scorers=recency,key_diff,snapkv,window+key_diff
   --modes online > "$out/ppl_chunks.csv"
 "$SMOLLM2" ppl --budgets 256,512,1024,2048 --chunks 512 --scorers key_diff,snapkv --reducers merge \
   --modes online,oracle > "$out/ppl_merge.csv"
-# 2. Passkey in a 2048-token haystack, 5 depths x 2 trials.
-"$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --scorers $scorers --trials 2 \
-  > "$out/passkey.csv"
+# 2. Passkey in a 2048-token haystack, 5 depths x 2 trials; also the window scorers scored by
+#    the question's pre-pass queries (@question) instead of each chunk's last queries.
+"$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --trials 2 \
+  --scorers $scorers,window@question,snapkv@question,window+key_diff@question > "$out/passkey.csv"
 # 3. The KV-cap demo (the example's default run).
 "$SMOLLM2" demo > "$out/demo.txt"
 # 4. Prefill speed with and without kvcap, interleaved in one process.
