@@ -54,7 +54,7 @@ struct replay_source {
   std::string name, data_label;
   kvcap_tools::kv_dump dump;
   std::vector<std::vector<float>> k, v, q;             // (layer) of (tokens, heads, dim)
-  std::vector<std::vector<float>> prepass;             // (layer) of (probes, q_heads, dim); empty if absent
+  std::vector<float> prepass;                          // (layers, probes, q_heads, dim); empty if absent
   std::vector<std::vector<Eigen::MatrixXf>> full_k, full_v;  // (layer, kv_head) of (N, dim)
   std::vector<std::vector<std::vector<Eigen::VectorXf>>> probes;  // (layer, probe, q_head)
   index_t protected_tokens = 0;
@@ -68,12 +68,13 @@ replay_source load(const std::string& dir, const std::string& label) {
   const auto& d = s.dump;
   if (!d.has_probes()) throw std::runtime_error(dir + ": the fidelity harness needs probe queries ('probes' line)");
   const index_t n = d.num_tokens();
+  const auto to_float = [](const kvcap_tools::npy_array& a) {
+    std::vector<float> out(static_cast<std::size_t>(a.size()));
+    for (index_t i = 0; i < a.size(); ++i) out[i] = static_cast<float>(a.at(i));
+    return out;
+  };
+  if (d.has_prepass_probes()) s.prepass = to_float(d.prepass_probes);
   for (index_t l = 0; l < d.layers; ++l) {
-    auto to_float = [](const kvcap_tools::npy_array& a) {
-      std::vector<float> out(static_cast<std::size_t>(a.size()));
-      for (index_t i = 0; i < a.size(); ++i) out[i] = static_cast<float>(a.at(i));
-      return out;
-    };
     s.k.push_back(to_float(d.k[l]));
     s.v.push_back(to_float(d.v[l]));
     if (d.has_queries()) s.q.push_back(to_float(d.q[l]));
@@ -99,12 +100,6 @@ replay_source load(const std::string& dir, const std::string& label) {
       layer_probes.push_back(std::move(heads));
     }
     s.probes.push_back(std::move(layer_probes));
-    if (d.has_prepass_probes()) {
-      const index_t per_layer = num_probes * d.q_heads * d.head_dim;
-      std::vector<float> pre(static_cast<std::size_t>(per_layer));
-      for (index_t i = 0; i < per_layer; ++i) pre[i] = static_cast<float>(d.prepass_probes.at(l * per_layer + i));
-      s.prepass.push_back(std::move(pre));
-    }
   }
   for (const auto& m : d.meta) s.protected_tokens += m.is_protected;
   return s;
@@ -170,7 +165,7 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
   const index_t kvw = d.kv_heads * d.head_dim, qw = d.q_heads * d.head_dim;
   const auto window_of = [&](index_t layer, index_t end) -> kv_tensor<const float> {
     if (!Scorer::inputs.window_mass) return {};
-    if (question) return {s.prepass[layer].data(), num_probes, d.q_heads, d.head_dim};
+    if (question) return {s.prepass.data() + layer * num_probes * qw, num_probes, d.q_heads, d.head_dim};
     const index_t w = std::min(c.window, end);
     return {s.q[layer].data() + (end - w) * qw, w, d.q_heads, d.head_dim};
   };

@@ -564,8 +564,8 @@ def main():
     model.forward(sys_ids + q_ids, model.new_cache(), pre_record,
                   positions=np.r_[np.arange(n_sys), np.arange(T - n_q, T)])
     prepass = np.stack([pre_record[l][0][n_sys:] for l in layers])  # (layers, n_q, heads, hd)
-    full_q = np.stack([record[l][0][n_sys + n_doc:] for l in layers])
-    cos = (prepass * full_q).sum(-1) / (np.linalg.norm(prepass, axis=-1) * np.linalg.norm(full_q, axis=-1))
+    question_q = np.stack([record[l][0][n_sys + n_doc:] for l in layers])  # the same, after the whole prompt
+    cos = (prepass * question_q).sum(-1) / (np.linalg.norm(prepass, axis=-1) * np.linalg.norm(question_q, axis=-1))
     prepass_note = (f"pre-pass question queries vs the full prompt's: cosine {cos.mean():.3f} mean, "
                     f"{cos.mean(axis=(1, 2)).min():.3f} in the least similar layer")
     log(f"check: {prepass_note}")
@@ -574,8 +574,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     dtype = np.float16 if args.half else np.float32
     n_layers = len(layers)
-    q_start = n_sys + n_doc
-    probes = np.stack([record[l][0][q_start:] for l in layers]).astype(dtype)  # (layers, n_q, heads, hd)
+    probes = question_q.astype(dtype)  # (layers, n_q, heads, hd)
     size = 0
     lines = [
         "kvcap-dump 1",
