@@ -401,7 +401,9 @@ TEST_CASE("a head-adaptive floor fraction outside [0, 1] is refused at construct
   CHECK(counted.allocations() == 0);
   const comp none(shape, {.budget = {.tokens = 4, .min_head_fraction = 0.0}}, &counted);
   const comp all(shape, {.budget = {.tokens = 4, .min_head_fraction = 1.0}}, &counted);
-  CHECK(all.policy().budget.head_floor() == 4);
+  CHECK(all.policy().budget.head_floor(4) == 4);
+  CHECK(all.policy().budget.head_floor(3) == 3);  // the floor is a share of the target, not of the construction budget
+  CHECK(none.policy().budget.head_floor(4) == 0);
 }
 
 TEST_CASE_TEMPLATE("a paged engine view that does not address its pool is refused, writing and allocating nothing",

@@ -149,6 +149,57 @@ TEST_CASE("head_adaptive agrees with a brute-force joint selection over random r
   }
 }
 
+TEST_CASE("head_adaptive compress_to(M) is the policy at budget M: the floor is a share of M") {
+  // The first case's tokens (head 0 keys 1..6, head 1 keys 10..60), fraction 1/3, in a cache
+  // that holds the whole prompt (budget 6), then one compress_to(3): the offline oracle.
+  // The floor must be ⌊3/3⌋ = 1 as for a budget of 3, not ⌊6/3⌋ = 2 from the construction
+  // budget (which would keep head 0 {0..3} and head 1 {0, 1}).
+  const std::vector<float> k = {1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60};
+  const std::vector<float> v(12, 1.f);
+  const structures::sequence text{.length = 6};
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < 6; ++t) meta.push_back(text.meta(t));
+  varlen_compressor<budgets::head_adaptive> full(
+      {.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1, .max_chunk = 6},
+      {.budget = {.tokens = 6, .min_head_fraction = 1.0 / 3.0}});
+  full.append(0, {k.data(), 6, 2, 1}, {v.data(), 6, 2, 1}, meta);
+  full.compress(0);
+  CHECK(full.length(0, 0) == 6);  // the whole prompt fits
+  full.compress_to(0, 3);
+  const auto kept = kept_sets(full, 0, 2);
+  CHECK(kept[0] == std::vector<std::int64_t>{0, 1, 2, 3, 4});
+  CHECK(kept[1] == std::vector<std::int64_t>{0});
+}
+
+TEST_CASE("head_adaptive compress_to(M) keeps what a budget-M cache keeps, over random prompts") {
+  // One chunk of the whole prompt: a cache built with budget M and compressed once must keep
+  // the same (head, token) set as a cache built with the whole prompt's budget and compressed
+  // to M. Checked with key_diff (cosines, comparable across heads) and every floor fraction.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g;
+  using comp = varlen_compressor<budgets::head_adaptive, scorers::key_diff>;
+  for (int trial = 0; trial < 200; ++trial) {
+    const index_t heads = 1 + static_cast<index_t>(rng() % 4), dim = 1 + static_cast<index_t>(rng() % 6);
+    const index_t n = 4 + static_cast<index_t>(rng() % 60), budget = 1 + static_cast<index_t>(rng() % (n - 1));
+    const double fraction = (rng() % 5) / 4.0;
+    const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads,
+                                       .head_dim = dim, .max_chunk = n};
+    comp online(shape, {.budget = {.tokens = budget, .min_head_fraction = fraction}});
+    comp oracle(shape, {.budget = {.tokens = n, .min_head_fraction = fraction}});
+    std::vector<float> kk(n * heads * dim), vv(kk.size());
+    for (auto& x : kk) x = std::round(4 * g(rng)) / 4;  // quarter steps: ties
+    for (auto& x : vv) x = g(rng);
+    const structures::sequence text{.length = n};
+    std::vector<token_meta> m;
+    for (index_t t = 0; t < n; ++t) m.push_back(text.meta(t));
+    for (comp* c : {&online, &oracle}) c->append(0, {kk.data(), n, heads, dim}, {vv.data(), n, heads, dim}, m);
+    online.compress(0);
+    oracle.compress_to(0, budget);
+    INFO("trial ", trial, ": heads ", heads, ", n ", n, ", budget ", budget, ", fraction ", fraction);
+    REQUIRE(kept_sets(oracle, 0, heads) == kept_sets(online, 0, heads));
+  }
+}
+
 TEST_CASE("a per-head layout costs the same storage as a uniform one, plus its offsets") {
   host::counting_resource varlen_mr, uniform_mr;
   const host::compressor_shape shape{.num_layers = 3, .num_kv_heads = 4, .num_q_heads = 8, .head_dim = 16,

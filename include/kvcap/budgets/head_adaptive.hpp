@@ -2,7 +2,7 @@
 // kvcap/budgets/head_adaptive.hpp — heads share a layer's budget by score (AdaKV-style).
 //
 // A layer keeps `tokens` per kv-head on average: num_kv_heads · tokens in total. Every head
-// first keeps its best min(resident, floor) tokens, floor = tokens · min_head_fraction;
+// first keeps its best min(resident, floor) tokens, floor = ⌊tokens · min_head_fraction⌋;
 // the rest of the total goes to the best remaining tokens across all heads, compared by
 // (protected, score, logical index, head). Heads whose tokens matter more keep more.
 // Scores are compared across heads as they are: pair it with a scorer whose scale means
@@ -25,7 +25,12 @@ struct head_adaptive {
 
   static constexpr bool adapts_heads = true;
   constexpr index_t tokens_for(index_t /*layer*/, const cache_shape& /*shape*/) const { return tokens; }
-  constexpr index_t head_floor() const { return static_cast<index_t>(static_cast<double>(tokens) * min_head_fraction); }
+  /// What every head keeps at least when its layer is compressed to `layer_tokens` per head
+  /// on average (`tokens` after each chunk; less for a post-prefill compress_to): that many
+  /// times the fraction, rounded down, so the oracle applies the same policy at its target.
+  constexpr index_t head_floor(index_t layer_tokens) const {
+    return static_cast<index_t>(static_cast<double>(layer_tokens) * min_head_fraction);
+  }
 };
 static_assert(budget<head_adaptive>);
 
@@ -35,6 +40,6 @@ namespace kvcap {
 /// Budgets that share a layer's total among its heads.
 template <class B>
 concept head_adaptive_budget = budget<B> && B::adapts_heads && requires(const B b) {
-  { b.head_floor() } -> std::same_as<index_t>;
+  { b.head_floor(index_t{}) } -> std::same_as<index_t>;
 };
 }  // namespace kvcap
