@@ -46,11 +46,11 @@ void accumulate_fidelity(fidelity& f, const std::vector<Eigen::MatrixXf>& full_k
                          const std::vector<Eigen::MatrixXf>& full_v, const std::vector<std::vector<Eigen::VectorXf>>& probes,
                          const kvcap::layer_view<T, Layout>& view, bool size_bias, kvcap::index_t top_k) {
   const kvcap::index_t kv_heads = static_cast<kvcap::index_t>(full_k.size()), dim = full_k[0].cols();
-  const kvcap::index_t n = full_k[0].rows(), len = view.length;
+  const kvcap::index_t n = full_k[0].rows();
   for (const auto& probe : probes) {
     const kvcap::index_t q_heads = static_cast<kvcap::index_t>(probe.size()), group = q_heads / kv_heads;
     for (kvcap::index_t qh = 0; qh < q_heads; ++qh) {
-      const kvcap::index_t h = qh / group;
+      const kvcap::index_t h = qh / group, len = view.length_of(h);  // heads may hold different counts
       const Eigen::VectorXf p_full = attention_probs(full_k[h], probe[qh]);
       const Eigen::VectorXf o_full = full_v[h].transpose() * p_full;
 
