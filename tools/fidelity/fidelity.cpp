@@ -4,6 +4,7 @@
 //   fidelity --dump DIR [--dump DIR ...] [--label DIR=real|semi-real|synthetic]
 //            [--budgets 0.05,0.1,0.25] [--budget-tokens 1024,...] [--chunks aligned:784,fixed:784,...]
 //            [--scorers key_diff,window,...] [--modes online,oracle] [--reducers evict,merge]
+//            [--budget-policies uniform,head_adaptive,pyramid] [--head-floor 0.2] [--pyramid-ratio 0.5]
 //            [--window 32] [--top-k 32] [--out results.csv]
 //
 // Replay: for every chunk of the prompt (hybrid schedule: a bulk pass up to the budget,
@@ -16,9 +17,21 @@
 // pre-pass probes instead (prepass_probes: the question's queries as an engine can compute
 // them before the prefill), for every chunk and for the oracle. Probes are the dump's probe
 // queries, placed after the prompt.
-// One CSV row per (dump, scorer, reducer, mode, chunking, budget).
+//
+// Budget policies share out the same mean tokens per (layer, kv-head), the budget:
+//   uniform        every layer and head keeps the budget (budgets::fixed_tokens)
+//   head_adaptive  a layer's heads share budget · kv_heads by score, each keeping at least
+//                  ⌊budget · head-floor⌋ (budgets::head_adaptive on layouts::varlen, AdaKV-style)
+//   pyramid        layers keep linearly less, the last pyramid-ratio times the first, summing
+//                  to budget · layers (budgets::pyramid_layers, PyramidKV's shape)
+// The oracle applies the same policy once, after the whole prompt: compress_to each layer's
+// share (a layout or schedule that holds the whole prompt first). The hybrid schedule's bulk
+// pass is the smallest layer's share.
+// One CSV row per (dump, scorer, reducer, budget policy, mode, chunking, budget).
 
 #include <kvcap.hpp>
+#include <kvcap/budgets/head_adaptive.hpp>
+#include <kvcap/layouts/varlen.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -116,7 +129,24 @@ struct config {
   std::string scorer, reducer, mode, chunking;
   index_t chunk = 784, budget = 0, window = 32, top_k = 32;
   double budget_frac = 0;
+  std::string budget_policy = "uniform";
+  double head_floor = 0.2, pyramid_ratio = 0.5;
 };
+
+/// Tokens per kv-head each layer keeps under the config's budget policy (head_adaptive: on
+/// average over its heads).
+std::vector<index_t> layer_targets(const replay_source& s, const config& c) {
+  const index_t layers = s.dump.layers;
+  std::vector<index_t> targets(static_cast<std::size_t>(layers), c.budget);
+  if (c.budget_policy == "pyramid") {
+    const budgets::pyramid_layers p{.total_tokens = c.budget * layers, .last_to_first = c.pyramid_ratio};
+    const cache_shape shape{layers, s.dump.kv_heads, s.dump.head_dim, sizeof(float)};
+    for (index_t l = 0; l < layers; ++l) targets[l] = p.tokens_for(l, shape);
+  } else if (c.budget_policy != "uniform" && c.budget_policy != "head_adaptive") {
+    throw std::runtime_error("unknown budget policy '" + c.budget_policy + "' (expected uniform, head_adaptive or pyramid)");
+  }
+  return targets;
+}
 
 struct outcome {
   kvcap_tools::fidelity f;
@@ -144,24 +174,26 @@ std::vector<chunk_range> plan(const replay_source& s, const config& c, index_t b
   return plan_chunks(structures::sequence{.length = s.dump.num_tokens()}, schedule);
 }
 
-template <class Scorer, class Reducer>
-outcome replay(const replay_source& s, const config& c, Scorer scorer) {
+/// One run: online, `budget` is the policy and every chunk is compressed to it; oracle,
+/// `budget` holds the whole prompt and each layer is compressed once to `targets[layer]`.
+template <class Scorer, class Reducer, class Layout, class Budget>
+outcome replay(const replay_source& s, const config& c, Scorer scorer, const Budget& budget,
+               const std::vector<index_t>& targets) {
   const auto& d = s.dump;
   const index_t n = d.num_tokens();
   const bool oracle = c.mode == "oracle";
-  const index_t cache_budget = oracle ? n : c.budget;
-  const auto chunks = plan(s, c, c.budget);
+  const auto chunks = plan(s, c, *std::min_element(targets.begin(), targets.end()));
   const bool question = by_question(c.scorer);  // score by the pre-pass probes, not the chunk's tail
   if (question && !Scorer::inputs.window_mass)
     throw std::runtime_error("scorer '" + c.scorer + "': only window scorers score by the question");
   const index_t num_probes = d.probes.shape[1];
   kvcap::host::counting_resource mr;
-  using compressor = host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, Reducer, structures::mixed>;
+  using compressor = host::compressor<float, Layout, Scorer, Budget, Reducer, structures::mixed>;
   const auto start = std::chrono::steady_clock::now();
   compressor kv({.num_layers = d.layers, .num_kv_heads = d.kv_heads, .num_q_heads = d.q_heads,
                  .head_dim = d.head_dim, .max_chunk = c.chunk,  // the bulk pass fits: it meets an empty cache
                  .max_window = question ? std::max(c.window, num_probes) : c.window},
-                {.scorer = scorer, .budget = {.tokens = cache_budget}, .structure = d.structure()}, &mr);
+                {.scorer = scorer, .budget = budget, .structure = d.structure()}, &mr);
   const index_t kvw = d.kv_heads * d.head_dim, qw = d.q_heads * d.head_dim;
   const auto window_of = [&](index_t layer, index_t end) -> kv_tensor<const float> {
     if (!Scorer::inputs.window_mass) return {};
@@ -178,7 +210,7 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
     }
   if (oracle)
     for (index_t layer = 0; layer < d.layers; ++layer)
-      kv.compress_to(layer, c.budget, window_of(layer, n), /*window_is_chunk_tail=*/!question);
+      kv.compress_to(layer, targets[layer], window_of(layer, n), /*window_is_chunk_tail=*/!question);
   outcome o;
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   o.peak_bytes = mr.peak_bytes();
@@ -194,23 +226,41 @@ outcome replay(const replay_source& s, const config& c, Scorer scorer) {
   return o;
 }
 
+/// The config's budget policy, as the compressor's budget (online) or one that holds the
+/// whole prompt (oracle), with each layer's target.
+template <class Scorer, class Reducer>
+outcome dispatch_budget(const replay_source& s, const config& c, Scorer scorer) {
+  const index_t n = s.dump.num_tokens();
+  const bool oracle = c.mode == "oracle";
+  const std::vector<index_t> targets = layer_targets(s, c);
+  if (c.budget_policy == "head_adaptive")
+    return replay<Scorer, Reducer, layouts::varlen>(
+        s, c, scorer, budgets::head_adaptive{.tokens = oracle ? n : c.budget, .min_head_fraction = c.head_floor},
+        targets);
+  if (c.budget_policy == "pyramid" && !oracle)
+    return replay<Scorer, Reducer, layouts::hnd>(
+        s, c, scorer, budgets::pyramid_layers{.total_tokens = c.budget * s.dump.layers, .last_to_first = c.pyramid_ratio},
+        targets);
+  return replay<Scorer, Reducer, layouts::hnd>(s, c, scorer, budgets::fixed_tokens{oracle ? n : c.budget}, targets);
+}
+
 template <class Reducer>
 outcome dispatch_scorer(const replay_source& s, const config& c) {
   using namespace kvcap::scorers;
   const std::string n = base_scorer(c.scorer);
-  if (n == "key_norm") return replay<key_norm, Reducer>(s, c, {});
-  if (n == "value_norm") return replay<value_norm, Reducer>(s, c, {});
-  if (n == "recency") return replay<recency, Reducer>(s, c, {});
-  if (n == "key_diff") return replay<key_diff, Reducer>(s, c, {});
-  if (n == "temporal") return replay<temporal_redundancy, Reducer>(s, c, {.max_lookback = 2});
-  if (n == "spatial") return replay<spatial_redundancy, Reducer>(s, c, {});
-  if (n == "van") return replay<pooled_value_norm, Reducer>(s, c, {});
-  if (n == "window") return replay<observation_window, Reducer>(s, c, {});
+  if (n == "key_norm") return dispatch_budget<key_norm, Reducer>(s, c, {});
+  if (n == "value_norm") return dispatch_budget<value_norm, Reducer>(s, c, {});
+  if (n == "recency") return dispatch_budget<recency, Reducer>(s, c, {});
+  if (n == "key_diff") return dispatch_budget<key_diff, Reducer>(s, c, {});
+  if (n == "temporal") return dispatch_budget<temporal_redundancy, Reducer>(s, c, {.max_lookback = 2});
+  if (n == "spatial") return dispatch_budget<spatial_redundancy, Reducer>(s, c, {});
+  if (n == "van") return dispatch_budget<pooled_value_norm, Reducer>(s, c, {});
+  if (n == "window") return dispatch_budget<observation_window, Reducer>(s, c, {});
   if (n == "key_diff+temporal")
-    return replay<blend<key_diff, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
-  if (n == "window+key_diff") return replay<blend<observation_window, key_diff>, Reducer>(s, c, {});
+    return dispatch_budget<blend<key_diff, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
+  if (n == "window+key_diff") return dispatch_budget<blend<observation_window, key_diff>, Reducer>(s, c, {});
   if (n == "window+temporal")
-    return replay<blend<observation_window, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
+    return dispatch_budget<blend<observation_window, temporal_redundancy>, Reducer>(s, c, {.b = {.max_lookback = 2}});
   throw std::runtime_error("unknown scorer '" + n +
                            "' (expected key_norm, value_norm, recency, key_diff, temporal, spatial, van, window, "
                            "key_diff+temporal, window+key_diff, window+temporal; a window scorer may end in "
@@ -230,10 +280,12 @@ bool needs_queries(const std::string& scorer) { return scorer.find("window") != 
 int main(int argc, char** argv) try {
   std::vector<std::string> dumps, budgets_frac = {"0.05", "0.1", "0.25"}, budget_tokens,
                                    chunkings = {"aligned:784"}, scorer_names = {"key_norm", "key_diff", "window"},
-                                   modes = {"online", "oracle"}, reducer_names = {"evict"};
+                                   modes = {"online", "oracle"}, reducer_names = {"evict"},
+                                   budget_policies = {"uniform"};
   std::map<std::string, std::string> labels;
   std::string out_path = "fidelity.csv";
   index_t window = 32, top_k = 32;
+  double head_floor = 0.2, pyramid_ratio = 0.5;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&] {
@@ -250,6 +302,9 @@ int main(int argc, char** argv) try {
     else if (a == "--scorers") scorer_names = split(value());
     else if (a == "--modes") modes = split(value());
     else if (a == "--reducers") reducer_names = split(value());
+    else if (a == "--budget-policies") budget_policies = split(value());
+    else if (a == "--head-floor") head_floor = std::stod(value());
+    else if (a == "--pyramid-ratio") pyramid_ratio = std::stod(value());
     else if (a == "--window") window = std::stoll(value());
     else if (a == "--top-k") top_k = std::stoll(value());
     else if (a == "--out") out_path = value();
@@ -257,7 +312,7 @@ int main(int argc, char** argv) try {
   }
   if (dumps.empty()) throw std::runtime_error("give at least one --dump DIR");
   std::ofstream out(out_path);
-  out << "source,data,tokens,layers,kv_heads,head_dim,scorer,reducer,mode,chunking,chunk,budget_frac,budget,"
+  out << "source,data,tokens,layers,kv_heads,head_dim,scorer,reducer,budget_policy,mode,chunking,chunk,budget_frac,budget,"
          "rel_err,mass_recall,topk_overlap,peak_bytes,seconds,oracle_overlap\n";
   for (const auto& dir : dumps) {
     const replay_source s = load(dir, labels.count(dir) ? labels[dir] : "unlabelled");
@@ -276,39 +331,48 @@ int main(int argc, char** argv) try {
         continue;
       }
       for (const auto& reducer : reducer_names)
-        for (const auto& mode : modes)
-          for (const auto& chunking : chunkings)
-            for (const auto& [frac, budget] : budgets) {
-              const auto parts = split(chunking, ':');
-              config c{scorer, reducer, mode, parts.at(0), std::stoll(parts.at(1)), budget, window, top_k, frac};
-              if (c.budget >= n) continue;
-              // The oracle does not depend on the chunking: one run per (scorer, reducer, budget).
-              const auto oracle_of = [&] {
-                const std::string key = scorer + '|' + reducer + '|' + std::to_string(budget);
-                if (!oracles.count(key)) {
-                  config oc = c;
-                  oc.mode = "oracle";
-                  oracles.emplace(key, run(s, oc));
+        for (const auto& policy : budget_policies)
+          for (const auto& mode : modes)
+            for (const auto& chunking : chunkings)
+              for (const auto& [frac, budget] : budgets) {
+                const auto parts = split(chunking, ':');
+                config c{scorer, reducer, mode, parts.at(0), std::stoll(parts.at(1)), budget, window, top_k, frac,
+                         policy, head_floor, pyramid_ratio};
+                if (c.budget >= n) continue;
+                const std::vector<index_t> targets = layer_targets(s, c);
+                if (const index_t least = *std::min_element(targets.begin(), targets.end()); least < s.protected_tokens) {
+                  std::fprintf(stderr, "  %s budget %lld: skipped, a layer's share (%lld) is below the %lld protected tokens\n",
+                               policy.c_str(), static_cast<long long>(budget), static_cast<long long>(least),
+                               static_cast<long long>(s.protected_tokens));
+                  continue;
                 }
-                return oracles.at(key);
-              };
-              const outcome o = mode == "oracle" ? oracle_of() : run(s, c);
-              // Kept-set overlap with the oracle (online rows, when the oracle is in the sweep).
-              const bool compare = mode != "oracle" && std::find(modes.begin(), modes.end(), "oracle") != modes.end();
-              // Empty in the CSV when there is no oracle to compare with.
-              const std::string overlap =
-                  mode == "oracle" ? "1" : compare ? std::to_string(kept_overlap(o, oracle_of())) : "";
-              out << s.name << ',' << s.data_label << ',' << n << ',' << s.dump.layers << ',' << s.dump.kv_heads << ','
-                  << s.dump.head_dim << ',' << scorer << ',' << reducer << ',' << mode << ',' << c.chunking << ','
-                  << c.chunk << ',' << frac << ',' << budget << ',' << o.f.relative_error() << ','
-                  << o.f.mass_recall() << ',' << o.f.topk_overlap() << ',' << o.peak_bytes << ',' << o.seconds << ','
-                  << overlap << '\n';
-              out.flush();
-              std::fprintf(stderr, "  %-18s %-5s %-6s %-8s %4lld budget %6lld: err %.4f recall %.4f top%lld %.3f (%.2fs)\n",
-                           scorer.c_str(), reducer.c_str(), mode.c_str(), c.chunking.c_str(),
-                           static_cast<long long>(c.chunk), static_cast<long long>(budget), o.f.relative_error(),
-                           o.f.mass_recall(), static_cast<long long>(top_k), o.f.topk_overlap(), o.seconds);
-            }
+                // The oracle does not depend on the chunking: one run per (scorer, reducer, policy, budget).
+                const auto oracle_of = [&] {
+                  const std::string key = scorer + '|' + reducer + '|' + policy + '|' + std::to_string(budget);
+                  if (!oracles.count(key)) {
+                    config oc = c;
+                    oc.mode = "oracle";
+                    oracles.emplace(key, run(s, oc));
+                  }
+                  return oracles.at(key);
+                };
+                const outcome o = mode == "oracle" ? oracle_of() : run(s, c);
+                // Kept-set overlap with the oracle (online rows, when the oracle is in the sweep).
+                const bool compare = mode != "oracle" && std::find(modes.begin(), modes.end(), "oracle") != modes.end();
+                // Empty in the CSV when there is no oracle to compare with.
+                const std::string overlap =
+                    mode == "oracle" ? "1" : compare ? std::to_string(kept_overlap(o, oracle_of())) : "";
+                out << s.name << ',' << s.data_label << ',' << n << ',' << s.dump.layers << ',' << s.dump.kv_heads << ','
+                    << s.dump.head_dim << ',' << scorer << ',' << reducer << ',' << policy << ',' << mode << ','
+                    << c.chunking << ',' << c.chunk << ',' << frac << ',' << budget << ',' << o.f.relative_error() << ','
+                    << o.f.mass_recall() << ',' << o.f.topk_overlap() << ',' << o.peak_bytes << ',' << o.seconds << ','
+                    << overlap << '\n';
+                out.flush();
+                std::fprintf(stderr, "  %-18s %-5s %-13s %-6s %-8s %4lld budget %6lld: err %.4f recall %.4f top%lld %.3f (%.2fs)\n",
+                             scorer.c_str(), reducer.c_str(), policy.c_str(), mode.c_str(), c.chunking.c_str(),
+                             static_cast<long long>(c.chunk), static_cast<long long>(budget), o.f.relative_error(),
+                             o.f.mass_recall(), static_cast<long long>(top_k), o.f.topk_overlap(), o.seconds);
+              }
     }
   }
   return 0;

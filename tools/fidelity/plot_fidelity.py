@@ -28,6 +28,8 @@ def load(paths):
                 # Share of the oracle's kept tokens also kept online; absent in older CSVs and
                 # empty when the sweep had no oracle.
                 r["oracle_overlap"] = float(r["oracle_overlap"]) if r.get("oracle_overlap") else None
+                # How the budget is shared out over layers and heads; absent in older CSVs.
+                r["budget_policy"] = r.get("budget_policy") or "uniform"
                 rows.append(r)
     return rows
 
@@ -72,7 +74,8 @@ def main():
     pct = lambda r: budget_pct(round(r["budget_frac"] * 100))  # noqa: E731
 
     for src in sources:
-        mine = [r for r in rows if r["source"] == src and r["reducer"] == "evict"]
+        every_policy = [r for r in rows if r["source"] == src]
+        mine = [r for r in every_policy if r["reducer"] == "evict" and r["budget_policy"] == "uniform"]
         chunking = "aligned" if any(r["chunking"] == "aligned" for r in mine) else "fixed"
         chunk = collections.Counter(r["chunk"] for r in mine if r["chunking"] == chunking).most_common(1)[0][0]
         base = [r for r in mine if r["chunking"] == chunking and r["chunk"] == chunk]
@@ -116,7 +119,17 @@ def main():
                   f"{', '.join(str(p) for p in sorted({pct(r) for r in chunks}))} budget:\n")
             print(pivot(chunks, lambda r: (r["scorer"], pct(r)), lambda r: f"{r['chunking']}:{r['chunk']}",
                         lambda r: (r["mass_recall"], r["rel_err"]), fmt="{0[0]:.3f} / {0[1]:.3f}"))
-        merged = only_compared([r for r in rows if r["source"] == src and r["chunking"] == chunking and r["chunk"] == chunk],
+        policies = only_compared([r for r in every_policy if r["reducer"] == "evict" and r["chunking"] == chunking
+                                  and r["chunk"] == chunk], lambda r: (r["scorer"], r["mode"], pct(r)),
+                                 lambda r: r["budget_policy"])
+        if policies:
+            print(f"\nBudget policies ({src}): the same mean tokens per (layer, kv-head), shared out uniformly, "
+                  f"across a layer's heads by score (head_adaptive) or over the layers (pyramid); {chunking} chunks "
+                  f"of {chunk}, evict. Relative error / mass recall:\n")
+            print(pivot(policies, lambda r: (r["scorer"], r["mode"]), lambda r: (pct(r), r["budget_policy"]),
+                        lambda r: (r["rel_err"], r["mass_recall"]), fmt="{0[0]:.3f} / {0[1]:.3f}"))
+        merged = only_compared([r for r in every_policy if r["budget_policy"] == "uniform" and r["chunking"] == chunking
+                                and r["chunk"] == chunk],
                                lambda r: (r["scorer"], r["mode"], pct(r)), lambda r: r["reducer"])
         if merged:
             print(f"\nEvict vs merge ({src}): relative error, {chunking} chunks of {chunk}:\n")

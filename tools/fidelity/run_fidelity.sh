@@ -64,7 +64,11 @@ if [ -n "$py" ] && [ -f "$root/tools/fidelity/smollm2_dump.py" ]; then
   "$fid" --dump "$work/dumps/smollm2" $(label smollm2 real) --budgets 0.05,0.1,0.25 --chunks fixed:256,fixed:784 \
     --scorers recency,key_norm,value_norm,key_diff,window,window@question --modes online,oracle --reducers evict,merge \
     --out "$work/real.csv"
-  csvs+=("$work/real.csv")
+  # The same mean budget shared out by score across a layer's heads, or over the layers.
+  "$fid" --dump "$work/dumps/smollm2" $(label smollm2 real) --budgets 0.05,0.1,0.25 --chunks fixed:256 \
+    --scorers key_diff,window,window@question --budget-policies head_adaptive,pyramid --head-floor 0.2 \
+    --pyramid-ratio 0.5 --modes online,oracle --reducers evict --out "$work/policies.csv"
+  csvs+=("$work/real.csv" "$work/policies.csv")
 fi
 "$(python_with matplotlib)" "$root/tools/fidelity/plot_fidelity.py" "${csvs[@]}" --out "$out" > "$out/tables.md"
 echo "wrote $out/tables.md and plots; machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores)"
