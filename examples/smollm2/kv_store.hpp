@@ -5,7 +5,10 @@
 //   compressed_cache kvcap's host::compressor, called exactly as DESIGN.md's engine loop says:
 //                    append the chunk, attend, compress back to the budget; optionally the
 //                    offline oracle instead (no compression during prefill, one compress_to
-//                    to the budget at the end)
+//                    to the budget at the end). Every kv-head keeps the budget, or, with the
+//                    head_adaptive budget policy, a layer's heads share budget · kv_heads by
+//                    score (budgets::head_adaptive over layouts::varlen: heads hold different
+//                    counts, and the attention reads each head's own length)
 //
 // Window scorers look at an observation window of queries: by default the chunk's last
 // queries (the chunk's tail, causal). A scorer name ending in "@question" scores every chunk
@@ -19,7 +22,9 @@
 #pragma once
 
 #include <kvcap.hpp>
+#include <kvcap/budgets/head_adaptive.hpp>
 #include <kvcap/host/counting_resource.hpp>
+#include <kvcap/layouts/varlen.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -29,6 +34,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "attention.hpp"
@@ -192,10 +198,14 @@ inline bool scores_by_question(std::string_view scorer) { return scorer.ends_wit
 struct compression_options {
   std::string scorer = "key_diff";  ///< see scorer_names(); a window scorer may end in "@question"
   std::string reducer = "evict";    ///< evict | merge
-  index_t budget = 512;             ///< tokens per layer (and kv-head)
+  index_t budget = 512;             ///< tokens per layer and kv-head (head_adaptive: on average)
   index_t max_chunk = 256;          ///< largest chunk appended
   index_t window = 32;              ///< observation-window queries (window scorers)
   index_t sinks = 4;                ///< sink tokens for recency / snapkv
+  /// uniform: every kv-head keeps the budget; head_adaptive: a layer's heads share budget ·
+  /// kv_heads by score, each keeping at least head_floor · budget (AdaKV-style)
+  std::string budget_policy = "uniform";
+  double head_floor = 0.2;
   bool oracle = false;              ///< compress once after the prompt instead of after every chunk
   index_t prompt_tokens = 0;        ///< oracle only: the prompt it must hold uncompressed
   /// "@question" scorers: the question's queries per layer (engine::question_prepass), the
@@ -210,12 +220,19 @@ inline std::span<const char* const> scorer_names() {
   return names;
 }
 
-/// kvcap's compressor over float HND storage, fixed token budget, text structure.
-template <class Scorer, class Reducer>
+/// kvcap's compressor over float storage and text structure: HND with a token budget per head,
+/// or per-head lengths (varlen) with a head-adaptive budget.
+template <class Scorer, class Reducer, class Budget = kvcap::budgets::fixed_tokens>
 class compressed_cache final : public kv_store {
-  using compressor = kvcap::host::compressor<float, kvcap::layouts::hnd, Scorer, kvcap::budgets::fixed_tokens,
-                                             Reducer, kvcap::structures::sequence>;
+  static constexpr bool adaptive = kvcap::head_adaptive_budget<Budget>;
+  using layout = std::conditional_t<adaptive, kvcap::layouts::varlen, kvcap::layouts::hnd>;
+  using compressor = kvcap::host::compressor<float, layout, Scorer, Budget, Reducer, kvcap::structures::sequence>;
   static constexpr bool needs_window = Scorer::inputs.window_mass;
+  /// The budget policy at `tokens` per head (the budget, or the oracle's whole prompt).
+  static Budget budget_policy(const compression_options& o, index_t tokens) {
+    if constexpr (adaptive) return {.tokens = tokens, .min_head_fraction = o.head_floor};
+    else return {.tokens = tokens};
+  }
   /// The most window queries one compress sees: the chunk's tail, or the question.
   static index_t max_window(const compression_options& o) {
     if (!needs_window) return 0;
@@ -231,7 +248,7 @@ class compressed_cache final : public kv_store {
                                           .head_dim = s.head_dim,
                                           .max_chunk = o.max_chunk,
                                           .max_window = max_window(o)},
-            {.scorer = scorer, .budget = {.tokens = o.oracle ? std::max(o.prompt_tokens, o.budget) : o.budget}},
+            {.scorer = scorer, .budget = budget_policy(o, o.oracle ? std::max(o.prompt_tokens, o.budget) : o.budget)},
             &memory_) {
     if (o.question && !needs_window)
       throw std::invalid_argument("--scorer " + name_ + ": only window scorers score by the question (window, snapkv, "
@@ -239,12 +256,17 @@ class compressed_cache final : public kv_store {
     if (o.oracle && needs_window) windows_ = query_windows(s, o.window);  // the prompt's last queries, per layer
   }
 
-  /// The formula: storage for (budget + max_chunk) slots per layer, plus the workspace.
-  static std::size_t formula(const store_shape& s, index_t budget, index_t max_chunk, index_t max_window) {
+  /// The formula: storage for (budget + max_chunk) slots per layer (plus, per head, its
+  /// length and offset), plus the workspace (head_adaptive: for the longest a head can get).
+  static std::size_t formula(const store_shape& s, const Budget& b, index_t max_chunk, index_t max_window) {
     const kvcap::host::compressor_shape c{.num_layers = s.layers, .num_kv_heads = s.kv_heads, .num_q_heads = s.q_heads,
                                           .head_dim = s.head_dim, .max_chunk = max_chunk, .max_window = max_window};
-    return static_cast<std::size_t>(s.layers) * (budget + max_chunk) * compressor::slot_bytes(c) +
-           compressor::workspace_bytes(c, budget + max_chunk);
+    const index_t capacity = b.tokens + max_chunk;
+    const std::size_t storage =
+        static_cast<std::size_t>(s.layers) * (capacity * compressor::slot_bytes(c) + compressor::per_head_bookkeeping_bytes(c));
+    if constexpr (adaptive)
+      return storage + compressor::workspace_bytes(c, capacity, compressor::head_capacity(c, b.tokens, b));
+    else return storage + compressor::workspace_bytes(c, capacity);
   }
 
   void append(index_t layer, kvcap::kv_tensor<const float> k, kvcap::kv_tensor<const float> v,
@@ -313,11 +335,11 @@ class compressed_cache final : public kv_store {
   index_t length(index_t layer) const override { return kv_.length(layer); }
   std::size_t bytes() const override { return memory_.peak_bytes(); }
   std::size_t formula_bytes() const override {
-    return formula(shape_, kv_.budget(0), options_.max_chunk, max_window(options_));
+    return formula(shape_, kv_.policy().budget, options_.max_chunk, max_window(options_));
   }
   std::string describe() const override {
     return std::string(options_.oracle ? "oracle " : "kvcap ") + name_ + "/" + options_.reducer + " budget " +
-           std::to_string(options_.budget);
+           std::to_string(options_.budget) + (adaptive ? " head_adaptive" : "");
   }
   const compressor& kv() const { return kv_; }
 
@@ -331,25 +353,23 @@ class compressed_cache final : public kv_store {
 };
 
 namespace detail {
-template <class Reducer>
+template <class Reducer, class Budget>
 std::unique_ptr<kv_store> make_compressed(const store_shape& s, const compression_options& o) {
   namespace sc = kvcap::scorers;
   const std::string& name = o.scorer;  // the policy below is chosen by the name without "@question"
   const std::string n = name.substr(0, name.size() - (scores_by_question(name) ? question_suffix.size() : 0));
-  if (n == "recency") return std::make_unique<compressed_cache<sc::recency, Reducer>>(s, o, sc::recency{o.sinks}, name);
-  if (n == "key_norm") return std::make_unique<compressed_cache<sc::key_norm, Reducer>>(s, o, sc::key_norm{}, name);
-  if (n == "value_norm") return std::make_unique<compressed_cache<sc::value_norm, Reducer>>(s, o, sc::value_norm{}, name);
-  if (n == "key_diff") return std::make_unique<compressed_cache<sc::key_diff, Reducer>>(s, o, sc::key_diff{}, name);
-  if (n == "window")
-    return std::make_unique<compressed_cache<sc::observation_window, Reducer>>(s, o, sc::observation_window{}, name);
-  if (n == "snapkv") {  // SnapKV as published: window scores, the window itself and sinks always kept
-    using snap = sc::forced_keep<sc::observation_window>;
-    return std::make_unique<compressed_cache<snap, Reducer>>(s, o, snap{{}, o.sinks, o.window}, name);
-  }
-  if (n == "window+key_diff") {
-    using mix = sc::forced_keep<sc::blend<sc::observation_window, sc::key_diff>>;
-    return std::make_unique<compressed_cache<mix, Reducer>>(s, o, mix{{}, o.sinks, o.window}, name);
-  }
+  const auto store = [&]<class Scorer>(Scorer scorer) -> std::unique_ptr<kv_store> {
+    return std::make_unique<compressed_cache<Scorer, Reducer, Budget>>(s, o, scorer, name);
+  };
+  if (n == "recency") return store(sc::recency{o.sinks});
+  if (n == "key_norm") return store(sc::key_norm{});
+  if (n == "value_norm") return store(sc::value_norm{});
+  if (n == "key_diff") return store(sc::key_diff{});
+  if (n == "window") return store(sc::observation_window{});
+  // SnapKV as published: window scores, the window itself and sinks always kept
+  if (n == "snapkv") return store(sc::forced_keep<sc::observation_window>{{}, o.sinks, o.window});
+  if (n == "window+key_diff")
+    return store(sc::forced_keep<sc::blend<sc::observation_window, sc::key_diff>>{{}, o.sinks, o.window});
   std::string known;
   for (const char* name : scorer_names()) known += std::string(known.empty() ? "" : ", ") + name;
   throw std::invalid_argument("--scorer " + name + ": unknown, expected one of " + known +
@@ -365,9 +385,19 @@ inline std::unique_ptr<kv_store> make_store(const store_shape& s, compression_op
                                 "(passkey and demo have a question)");
   if (o.budget <= 0) throw std::invalid_argument("--budget " + std::to_string(o.budget) + ": expected > 0");
   if (o.max_chunk <= 0) throw std::invalid_argument("--chunk " + std::to_string(o.max_chunk) + ": expected > 0");
-  if (o.reducer == "evict") return detail::make_compressed<kvcap::reducers::evict>(s, o);
-  if (o.reducer == "merge") return detail::make_compressed<kvcap::reducers::merge>(s, o);
-  throw std::invalid_argument("--reducer " + o.reducer + ": unknown, expected evict or merge");
+  if (o.reducer != "evict" && o.reducer != "merge")
+    throw std::invalid_argument("--reducer " + o.reducer + ": unknown, expected evict or merge");
+  const bool evict = o.reducer == "evict";
+  if (o.budget_policy == "uniform")
+    return evict ? detail::make_compressed<kvcap::reducers::evict, kvcap::budgets::fixed_tokens>(s, o)
+                 : detail::make_compressed<kvcap::reducers::merge, kvcap::budgets::fixed_tokens>(s, o);
+  if (o.budget_policy == "head_adaptive") {
+    if (!(o.head_floor >= 0 && o.head_floor <= 1))
+      throw std::invalid_argument("--head-floor " + std::to_string(o.head_floor) + ": expected a fraction in [0, 1]");
+    return evict ? detail::make_compressed<kvcap::reducers::evict, kvcap::budgets::head_adaptive>(s, o)
+                 : detail::make_compressed<kvcap::reducers::merge, kvcap::budgets::head_adaptive>(s, o);
+  }
+  throw std::invalid_argument("--budget-policy " + o.budget_policy + ": unknown, expected uniform or head_adaptive");
 }
 
 }  // namespace smollm2

@@ -20,6 +20,9 @@
 //                                           question's queries from a pre-pass (engine::question_prepass) instead
 //                                           of by the chunk's last 32 queries
 //   --reducer R | --reducers evict,merge    [evict]
+//   --budget-policy P         uniform (every kv-head keeps the budget) or head_adaptive (a layer's heads share
+//                             budget x kv_heads by score, per-head lengths) [uniform]
+//   --head-floor F            head_adaptive: each head keeps at least F x budget [0.2]
 //   --modes full,online,oracle              which runs [all three]
 //   --kv-cap-mib X            demo: KV memory cap [64]; demo: haystack --tokens [2048], --scorer [key_diff]
 //   --docs a,b,...            documents [Debian's license texts]
@@ -75,6 +78,16 @@ struct args {
     for (std::string item; std::getline(s, item, ',');)
       if (!item.empty()) out.push_back(item);
     return out;
+  }
+  double fraction(const std::string& key, double fallback) const {
+    const std::string s = get(key, std::to_string(fallback));
+    try {
+      std::size_t used = 0;
+      const double v = std::stod(s, &used);
+      if (used == s.size()) return v;
+    } catch (const std::exception&) {
+    }
+    throw std::invalid_argument("--" + key + " " + s + ": expected a number");
   }
   std::vector<long long> numbers(const std::string& key, const std::string& fallback) const {
     std::vector<long long> out;
@@ -211,7 +224,8 @@ int demo(const loaded_model& m, const args& a) {
     }
   }
   // 2. kvcap under the cap: the largest budget whose fixed footprint fits.
-  compression_options o{.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"), .max_chunk = chunk};
+  compression_options o{.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"), .max_chunk = chunk,
+                        .budget_policy = a.get("budget-policy", "uniform"), .head_floor = a.fraction("head-floor", 0.2)};
   question_window question;
   if (scores_by_question(o.scorer)) {
     question = passkey_question(e, p, meta);
@@ -265,7 +279,9 @@ int generate(const loaded_model& m, const args& a) {
   if (mode == "full") store = std::make_unique<full_cache>(shape, static_cast<index_t>(ids.size()) + n_new);
   else store = make_store(shape, {.scorer = a.get("scorer", "key_diff"), .reducer = a.get("reducer", "evict"),
                                   .budget = static_cast<index_t>(a.number("budget", 512)),
-                                  .max_chunk = std::max(chunk, n_new), .oracle = mode == "oracle",
+                                  .max_chunk = std::max(chunk, n_new),
+                                  .budget_policy = a.get("budget-policy", "uniform"),
+                                  .head_floor = a.fraction("head-floor", 0.2), .oracle = mode == "oracle",
                                   .prompt_tokens = static_cast<index_t>(ids.size())});
   engine e(m.net, chunk, static_cast<index_t>(ids.size()) + n_new + chunk);
   const auto last = e.prefill(ids, meta, *store, chunk);
@@ -278,23 +294,26 @@ int generate(const loaded_model& m, const args& a) {
 struct grid {
   std::vector<long long> budgets, chunks;
   std::vector<std::string> scorers, reducers, modes;
+  std::string budget_policy = "uniform";
+  double head_floor = 0.2;
   bool has(const std::string& mode) const { return std::find(modes.begin(), modes.end(), mode) != modes.end(); }
 };
 
 grid read_grid(const args& a) {
   return {a.numbers("budgets", "512"), a.numbers("chunks", "256"), a.list("scorers", "key_diff"),
-          a.list("reducers", "evict"), a.list("modes", "full,online,oracle")};
+          a.list("reducers", "evict"), a.list("modes", "full,online,oracle"), a.get("budget-policy", "uniform"),
+          a.fraction("head-floor", 0.2)};
 }
 
 void csv_header(const char* task_columns, const char* value_columns) {
-  std::printf("task,doc,%s,mode,scorer,reducer,budget,chunk,prompt_tokens,peak_kv_bytes,formula_kv_bytes,full_kv_bytes,prefill_s,kvcap_s,"
+  std::printf("task,doc,%s,mode,scorer,reducer,budget_policy,budget,chunk,prompt_tokens,peak_kv_bytes,formula_kv_bytes,full_kv_bytes,prefill_s,kvcap_s,"
               "metric,%s\n",
               task_columns, value_columns);
   std::fflush(stdout);
 }
 
 struct run_row {
-  std::string mode, scorer = "-", reducer = "-";
+  std::string mode, scorer = "-", reducer = "-", budget_policy = "-";
   long long budget = 0, chunk = 0;
   std::size_t peak = 0, formula = 0;
   prefill_stats stats{};
@@ -302,9 +321,9 @@ struct run_row {
 
 void print_row(const char* task, const std::string& doc, const std::string& task_values, const run_row& r,
                index_t prompt, std::size_t full_bytes, const char* metric, const std::string& value) {
-  std::printf("%s,%s,%s,%s,%s,%s,%lld,%lld,%lld,%zu,%zu,%zu,%.3f,%.3f,%s,%s\n", task,
+  std::printf("%s,%s,%s,%s,%s,%s,%s,%lld,%lld,%lld,%zu,%zu,%zu,%.3f,%.3f,%s,%s\n", task,
               std::filesystem::path(doc).filename().c_str(), task_values.c_str(), r.mode.c_str(), r.scorer.c_str(),
-              r.reducer.c_str(), r.budget, r.chunk, (long long)prompt, r.peak, r.formula, full_bytes, r.stats.seconds,
+              r.reducer.c_str(), r.budget_policy.c_str(), r.budget, r.chunk, (long long)prompt, r.peak, r.formula, full_bytes, r.stats.seconds,
               r.stats.kvcap_seconds, metric, value.c_str());
   std::fflush(stdout);
 }
@@ -343,9 +362,11 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
           for (const long long chunk : g.chunks) {
             compression_options o{.scorer = scorer, .reducer = reducer, .budget = static_cast<index_t>(budget),
                                    .max_chunk = static_cast<index_t>(std::max<long long>(chunk, extra_tokens)),
-                                   .window = window, .question = question_queries};
+                                   .window = window, .budget_policy = g.budget_policy, .head_floor = g.head_floor,
+                                   .question = question_queries};
             const auto store = make_store(shape, o);
-            run_row r{.mode = "online", .scorer = scorer, .reducer = reducer, .budget = budget, .chunk = chunk};
+            run_row r{.mode = "online", .scorer = scorer, .reducer = reducer, .budget_policy = g.budget_policy,
+                      .budget = budget, .chunk = chunk};
             const auto last = e.prefill(ids, meta, *store, static_cast<index_t>(chunk), &r.stats);
             r.stats.seconds += prepass_seconds(scorer);
             r.peak = store->bytes();
@@ -355,10 +376,11 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
         if (g.has("oracle")) {
           compression_options o{.scorer = scorer, .reducer = reducer, .budget = static_cast<index_t>(budget),
                                  .max_chunk = static_cast<index_t>(std::max<long long>(max_chunk, extra_tokens)),
-                                 .window = window, .oracle = true, .prompt_tokens = full_len,
-                                 .question = question_queries};
+                                 .window = window, .budget_policy = g.budget_policy, .head_floor = g.head_floor,
+                                 .oracle = true, .prompt_tokens = full_len, .question = question_queries};
           const auto store = make_store(shape, o);
-          run_row r{.mode = "oracle", .scorer = scorer, .reducer = reducer, .budget = budget, .chunk = 0};
+          run_row r{.mode = "oracle", .scorer = scorer, .reducer = reducer, .budget_policy = g.budget_policy,
+                    .budget = budget, .chunk = 0};
           const auto t0 = std::chrono::steady_clock::now();
           store->replay(full);
           r.stats.seconds = fr.stats.seconds + prepass_seconds(scorer) +

@@ -178,6 +178,76 @@ TEST_CASE("under a small budget the cache stays at the budget and positions cont
   CHECK((net.logits(last_full) - net.logits(last)).cwiseAbs().maxCoeff() > 1e-2f);
 }
 
+TEST_CASE("head_adaptive budgets in the engine: heads keep different counts under the layer's total") {
+  const model& net = weights().net;
+  const reference ref = read_reference();
+  const index_t chunk = 32, heads = net.cfg().kv_heads;
+  std::vector<kvcap::token_meta> meta;
+  text_meta(0, 160, false, meta);
+  engine e(net, chunk, 160 + chunk);
+
+  // A budget that holds the prompt changes nothing: the attention over per-head lengths
+  // (layouts::varlen) gives the full cache's logits, online and in the oracle.
+  full_cache full(net.cfg().kv_shape(), 160 + chunk);
+  const row_matrix expected = prompt_logits(net, full, ref.tokens, chunk);
+  for (const char* scorer : {"key_diff", "window"})
+    for (const bool oracle : {false, true}) {
+      CAPTURE(scorer);
+      CAPTURE(oracle);
+      const compression_options o{.scorer = scorer, .budget = 160, .max_chunk = chunk, .budget_policy = "head_adaptive",
+                                  .oracle = oracle, .prompt_tokens = 160};
+      const auto store = make_store(net.cfg().kv_shape(), o);
+      CHECK((prompt_logits(net, *store, ref.tokens, chunk) - expected).cwiseAbs().maxCoeff() == 0.0f);
+    }
+
+  // Budget 48 per head on average, floor 0.2 · 48 = 9: each layer holds at most 3 · 48 tokens
+  // in all, every head at least 9, and heads differ; decoding continues from the logical index.
+  const compression_options o{.scorer = "key_diff", .budget = 48, .max_chunk = chunk, .budget_policy = "head_adaptive"};
+  const auto store = make_store(net.cfg().kv_shape(), o);
+  const auto last = e.prefill(ref.tokens, meta, *store, chunk);
+  const auto& kv =
+      dynamic_cast<compressed_cache<kvcap::scorers::key_diff, kvcap::reducers::evict, kvcap::budgets::head_adaptive>&>(
+          *store)
+          .kv();
+  index_t layers_with_unequal_heads = 0;
+  for (index_t l = 0; l < net.cfg().layers; ++l) {
+    index_t total = 0, least = 160, most = 0;
+    for (index_t h = 0; h < heads; ++h) {
+      total += kv.length(l, h);
+      least = std::min(least, kv.length(l, h));
+      most = std::max(most, kv.length(l, h));
+    }
+    CAPTURE(l);
+    CHECK(total == 48 * heads);
+    CHECK(least >= 9);
+    CHECK(store->length(l) == most);
+    layers_with_unequal_heads += most > least;
+  }
+  CHECK(layers_with_unequal_heads > 0);
+  CHECK(store->bytes() == store->formula_bytes());  // measured peak = formula, per-head bookkeeping included
+  CHECK(e.generate(*store, last, 160, 4).size() == 4);
+  for (index_t l = 0; l < net.cfg().layers; ++l) CHECK(kv.logical_length(l) == 164);
+
+  // A floor of the whole budget leaves nothing to share: every head keeps its own best 48, as
+  // with a uniform budget, and the logits of the whole prompt are the uniform store's, bit for bit.
+  for (const char* scorer : {"key_diff", "snapkv"}) {
+    CAPTURE(scorer);
+    const auto every_head = make_store(net.cfg().kv_shape(), {.scorer = scorer, .budget = 48, .max_chunk = chunk});
+    const auto floor_one = make_store(net.cfg().kv_shape(), {.scorer = scorer, .budget = 48, .max_chunk = chunk,
+                                                             .budget_policy = "head_adaptive", .head_floor = 1.0});
+    const row_matrix want = prompt_logits(net, *every_head, ref.tokens, chunk);
+    CHECK((prompt_logits(net, *floor_one, ref.tokens, chunk) - want).cwiseAbs().maxCoeff() == 0.0f);
+    CHECK((want - expected).cwiseAbs().maxCoeff() > 1e-2f);  // compression did change the logits
+  }
+
+  // The uniform store's peak equals its formula too, and is smaller by the per-head bookkeeping and
+  // the wider selection workspace.
+  const auto uniform = make_store(net.cfg().kv_shape(), {.scorer = "key_diff", .budget = 48, .max_chunk = chunk});
+  e.prefill(ref.tokens, meta, *uniform, chunk);
+  CHECK(uniform->bytes() == uniform->formula_bytes());
+  CHECK(uniform->bytes() < store->bytes());
+}
+
 TEST_CASE("an oracle replayed from a full cache equals an oracle prefilled through kvcap") {
   const model& net = weights().net;
   const reference ref = read_reference();
@@ -276,6 +346,10 @@ TEST_CASE("bad options are rejected with the argument and what was expected") {
   CHECK_THROWS_WITH(make_store(s, {.scorer = "magic"}), doctest::Contains("--scorer magic: unknown, expected one of recency"));
   CHECK_THROWS_WITH(make_store(s, {.reducer = "fold"}), doctest::Contains("--reducer fold: unknown, expected evict or merge"));
   CHECK_THROWS_WITH(make_store(s, {.budget = 0}), doctest::Contains("--budget 0: expected > 0"));
+  CHECK_THROWS_WITH(make_store(s, {.budget_policy = "pyramid"}),
+                    doctest::Contains("--budget-policy pyramid: unknown, expected uniform or head_adaptive"));
+  CHECK_THROWS_WITH(make_store(s, {.budget_policy = "head_adaptive", .head_floor = 1.5}),
+                    doctest::Contains("--head-floor 1.500000: expected a fraction in [0, 1]"));
   const auto online = make_store(s, {.scorer = "key_diff"});
   CHECK_THROWS_WITH(online->replay(full_cache(s, 8)), doctest::Contains("replay is for oracle stores"));
   full_cache tiny(s, 4);

@@ -25,13 +25,18 @@ scorers=recency,key_diff,snapkv,window+key_diff
 #    the question's pre-pass queries (@question) instead of each chunk's last queries.
 "$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --trials 2 \
   --scorers $scorers,window@question,snapkv@question,window+key_diff@question > "$out/passkey.csv"
+#    The same prompts with head-adaptive budgets: a layer's kv-heads share budget x 3 by score.
+"$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --trials 2 \
+  --scorers key_diff,snapkv,snapkv@question --budget-policy head_adaptive --modes online,oracle \
+  > "$out/passkey_heads.csv"
 # 3. The KV-cap demo (the example's default run).
 "$SMOLLM2" demo > "$out/demo.txt"
 # 4. Prefill speed with and without kvcap, interleaved in one process.
 "$SMOLLM2" speed --tokens 3072 --chunk 512 --budget 1024 --reps 3 > "$out/speed.csv"
 py=python3; python3 -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3  # apt python3-matplotlib
 "$py" tools/smollm2/plot_engine.py --ppl "$out/ppl.csv" "$out/ppl_chunks.csv" "$out/ppl_merge.csv" \
-  --passkey "$out/passkey.csv" --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
+  --passkey "$out/passkey.csv" "$out/passkey_heads.csv" --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
 mkdir -p docs/results/engine/raw
-cp "$out"/ppl.csv "$out"/ppl_chunks.csv "$out"/ppl_merge.csv "$out"/passkey.csv "$out"/speed.csv "$out"/demo.txt \
+cp "$out"/ppl.csv "$out"/ppl_chunks.csv "$out"/ppl_merge.csv "$out"/passkey.csv "$out"/passkey_heads.csv \
+  "$out"/speed.csv "$out"/demo.txt \
   docs/results/engine/raw/
