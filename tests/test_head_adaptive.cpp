@@ -27,6 +27,19 @@ std::vector<std::vector<std::int64_t>> kept_sets(const C& c, index_t layer, inde
     for (index_t t = 0; t < c.length(layer, h); ++t) out[h].push_back(c.layer(layer).meta_at(t, h).index);
   return out;
 }
+
+/// The hand-checked cases' prompt, appended in one chunk: 6 tokens, 2 heads of dim 1, head 0's
+/// keys 1 2 3 4 5 6, head 1's keys 10 20 30 40 50 60, every value 1.
+constexpr host::compressor_shape six_tokens_shape{
+    .num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1, .max_chunk = 6};
+void append_six_tokens(varlen_compressor<budgets::head_adaptive>& c) {
+  const std::vector<float> k = {1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60};  // (tok, head, dim=1)
+  const std::vector<float> v(12, 1.f);
+  const structures::sequence text{.length = 6};
+  std::vector<token_meta> meta;
+  for (index_t t = 0; t < 6; ++t) meta.push_back(text.meta(t));
+  c.append(0, {k.data(), 6, 2, 1}, {v.data(), 6, 2, 1}, meta);
+}
 }  // namespace
 
 TEST_CASE("head_adaptive shares the layer total by score, with a floor per head") {
@@ -35,15 +48,9 @@ TEST_CASE("head_adaptive shares the layer total by score, with a floor per head"
   // Floors: head 0 keeps t0 (|k| 1), head 1 keeps t0 (10). Remaining 4 go to the best of
   // the rest across heads: head 0's 2 3 4 5 (scores −2..−5) beat head 1's 20.. (−20..).
   // Head 0 keeps {0,1,2,3,4}, head 1 keeps {0}.
-  const std::vector<float> k = {1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60};  // (tok, head, dim=1)
-  const std::vector<float> v(12, 1.f);
-  const structures::sequence text{.length = 6};
-  std::vector<token_meta> meta;
-  for (index_t t = 0; t < 6; ++t) meta.push_back(text.meta(t));
-  varlen_compressor<budgets::head_adaptive> c(
-      {.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1, .max_chunk = 6},
-      {.budget = {.tokens = 3, .min_head_fraction = 1.0 / 3.0}});
-  c.append(0, {k.data(), 6, 2, 1}, {v.data(), 6, 2, 1}, meta);
+  varlen_compressor<budgets::head_adaptive> c(six_tokens_shape,
+                                              {.budget = {.tokens = 3, .min_head_fraction = 1.0 / 3.0}});
+  append_six_tokens(c);
   c.compress(0);
   const auto kept = kept_sets(c, 0, 2);
   CHECK(kept[0] == std::vector<std::int64_t>{0, 1, 2, 3, 4});
@@ -60,7 +67,7 @@ TEST_CASE("head_adaptive shares the layer total by score, with a floor per head"
   // the only alternative without per-head lengths.
   std::vector<token_meta> next;
   for (index_t t = 0; t < 6; ++t) next.push_back(structures::sequence{.length = 12}.meta(6 + t));
-  const std::vector<float> k2 = {0.5f, 0.5f, 7, 70, 8, 80, 9, 90, 11, 0.25f, 12, 100};
+  const std::vector<float> k2 = {0.5f, 0.5f, 7, 70, 8, 80, 9, 90, 11, 0.25f, 12, 100}, v(12, 1.f);
   c.append(0, {k2.data(), 6, 2, 1}, {v.data(), 6, 2, 1}, next);
   CHECK(c.length(0, 0) == 11);
   CHECK(c.length(0, 1) == 7);
@@ -154,15 +161,9 @@ TEST_CASE("head_adaptive compress_to(M) is the policy at budget M: the floor is 
   // that holds the whole prompt (budget 6), then one compress_to(3): the offline oracle.
   // The floor must be ⌊3/3⌋ = 1 as for a budget of 3, not ⌊6/3⌋ = 2 from the construction
   // budget (which would keep head 0 {0..3} and head 1 {0, 1}).
-  const std::vector<float> k = {1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60};
-  const std::vector<float> v(12, 1.f);
-  const structures::sequence text{.length = 6};
-  std::vector<token_meta> meta;
-  for (index_t t = 0; t < 6; ++t) meta.push_back(text.meta(t));
-  varlen_compressor<budgets::head_adaptive> full(
-      {.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 1, .max_chunk = 6},
-      {.budget = {.tokens = 6, .min_head_fraction = 1.0 / 3.0}});
-  full.append(0, {k.data(), 6, 2, 1}, {v.data(), 6, 2, 1}, meta);
+  varlen_compressor<budgets::head_adaptive> full(six_tokens_shape,
+                                                 {.budget = {.tokens = 6, .min_head_fraction = 1.0 / 3.0}});
+  append_six_tokens(full);
   full.compress(0);
   CHECK(full.length(0, 0) == 6);  // the whole prompt fits
   full.compress_to(0, 3);

@@ -375,6 +375,13 @@ std::unique_ptr<kv_store> make_compressed(const store_shape& s, const compressio
   throw std::invalid_argument("--scorer " + name + ": unknown, expected one of " + known +
                               " (a window scorer may end in @question)");
 }
+
+template <class Budget>
+std::unique_ptr<kv_store> make_with_budget(const store_shape& s, const compression_options& o) {
+  if (o.reducer == "evict") return make_compressed<kvcap::reducers::evict, Budget>(s, o);
+  if (o.reducer == "merge") return make_compressed<kvcap::reducers::merge, Budget>(s, o);
+  throw std::invalid_argument("--reducer " + o.reducer + ": unknown, expected evict or merge");
+}
 }  // namespace detail
 
 /// The kvcap store the options name (online, or the offline oracle).
@@ -385,17 +392,11 @@ inline std::unique_ptr<kv_store> make_store(const store_shape& s, compression_op
                                 "(passkey and demo have a question)");
   if (o.budget <= 0) throw std::invalid_argument("--budget " + std::to_string(o.budget) + ": expected > 0");
   if (o.max_chunk <= 0) throw std::invalid_argument("--chunk " + std::to_string(o.max_chunk) + ": expected > 0");
-  if (o.reducer != "evict" && o.reducer != "merge")
-    throw std::invalid_argument("--reducer " + o.reducer + ": unknown, expected evict or merge");
-  const bool evict = o.reducer == "evict";
-  if (o.budget_policy == "uniform")
-    return evict ? detail::make_compressed<kvcap::reducers::evict, kvcap::budgets::fixed_tokens>(s, o)
-                 : detail::make_compressed<kvcap::reducers::merge, kvcap::budgets::fixed_tokens>(s, o);
+  if (o.budget_policy == "uniform") return detail::make_with_budget<kvcap::budgets::fixed_tokens>(s, o);
   if (o.budget_policy == "head_adaptive") {
     if (!(o.head_floor >= 0 && o.head_floor <= 1))
       throw std::invalid_argument("--head-floor " + std::to_string(o.head_floor) + ": expected a fraction in [0, 1]");
-    return evict ? detail::make_compressed<kvcap::reducers::evict, kvcap::budgets::head_adaptive>(s, o)
-                 : detail::make_compressed<kvcap::reducers::merge, kvcap::budgets::head_adaptive>(s, o);
+    return detail::make_with_budget<kvcap::budgets::head_adaptive>(s, o);
   }
   throw std::invalid_argument("--budget-policy " + o.budget_policy + ": unknown, expected uniform or head_adaptive");
 }

@@ -58,19 +58,28 @@ struct args {
   std::string command = "demo";
   std::map<std::string, std::string> options;
 
+  /// `s` read whole by `parse` (std::stoll, std::stod), or an error naming --key and what was expected.
+  template <class Parse>
+  static auto whole(const std::string& key, const std::string& s, const char* expected, Parse parse) {
+    try {
+      std::size_t used = 0;
+      const auto v = parse(s, &used);
+      if (used == s.size()) return v;
+    } catch (const std::exception&) {
+    }
+    throw std::invalid_argument("--" + key + " " + s + ": expected " + expected);
+  }
   std::string get(const std::string& key, const std::string& fallback) const {
     const auto it = options.find(key);
     return it == options.end() ? fallback : it->second;
   }
   long long number(const std::string& key, long long fallback) const {
-    const std::string s = get(key, std::to_string(fallback));
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(s, &used);
-      if (used == s.size()) return v;
-    } catch (const std::exception&) {
-    }
-    throw std::invalid_argument("--" + key + " " + s + ": expected an integer");
+    return whole(key, get(key, std::to_string(fallback)), "an integer",
+                 [](const std::string& s, std::size_t* used) { return std::stoll(s, used); });
+  }
+  double fraction(const std::string& key, double fallback) const {
+    return whole(key, get(key, std::to_string(fallback)), "a number",
+                 [](const std::string& s, std::size_t* used) { return std::stod(s, used); });
   }
   std::vector<std::string> list(const std::string& key, const std::string& fallback) const {
     std::vector<std::string> out;
@@ -78,16 +87,6 @@ struct args {
     for (std::string item; std::getline(s, item, ',');)
       if (!item.empty()) out.push_back(item);
     return out;
-  }
-  double fraction(const std::string& key, double fallback) const {
-    const std::string s = get(key, std::to_string(fallback));
-    try {
-      std::size_t used = 0;
-      const double v = std::stod(s, &used);
-      if (used == s.size()) return v;
-    } catch (const std::exception&) {
-    }
-    throw std::invalid_argument("--" + key + " " + s + ": expected a number");
   }
   std::vector<long long> numbers(const std::string& key, const std::string& fallback) const {
     std::vector<long long> out;

@@ -43,8 +43,8 @@ mutations=(
     if (new_begin[head] > head_indptr[head]) move(head);|test_head_adaptive"
   "repack: no room left for the next chunk after each head|host/select_compact.hpp|at += head_len[head] + max_chunk;|at += head_len[head];|test_head_adaptive"
   # ---- head-adaptive selection (host/compressor.hpp) ----
-  "head_adaptive: no per-head floor|host/compressor.hpp|const index_t floor = std::min(tokens, policies_.budget.head_floor(tokens));|const index_t floor = 0;|test_head_adaptive"
-  "head_adaptive: compress_to's floor from the construction budget, not its target|host/compressor.hpp|policies_.budget.head_floor(tokens));|policies_.budget.head_floor(policies_.budget.tokens));|test_head_adaptive"
+  "head_adaptive: no per-head floor|host/compressor.hpp|const index_t floor = policies_.budget.head_floor(tokens);|const index_t floor = 0;|test_head_adaptive"
+  "head_adaptive: compress_to's floor from the construction budget, not its target|host/compressor.hpp|floor = policies_.budget.head_floor(tokens);|floor = policies_.budget.head_floor(policies_.budget.tokens);|test_head_adaptive"
   "head_adaptive: a tie across heads goes to the later head|host/compressor.hpp|(!ranks_before(rb, ra) && a < b)|(!ranks_before(rb, ra) && a > b)|test_head_adaptive"
   "compress: every layer compressed to layer 0's budget|host/compressor.hpp|compress_to(layer, budget(layer), window, window_is_chunk_tail);|compress_to(layer, budget(0), window, window_is_chunk_tail);|test_merge_and_budgets"
   "compress_to: as many tokens as are protected is refused|host/compressor.hpp|tokens >= l.num_protected && tokens <= l.budget|tokens > l.num_protected && tokens <= l.budget|test_errors"

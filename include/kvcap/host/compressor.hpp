@@ -94,7 +94,7 @@ class compressor {
     if constexpr (!adaptive_heads) return capacity;
     else {
       validate_budget(b);
-      const index_t floor = std::min(tokens, b.head_floor(tokens));
+      const index_t floor = b.head_floor(tokens);  // ≤ tokens: the fraction is in [0, 1]
       return checked_add("budget", checked_mul("budget", s.num_kv_heads, tokens - floor), floor + s.max_chunk);
     }
   }
@@ -485,7 +485,7 @@ class compressor {
     off[0] = 0;
     for (index_t head = 0; head < heads; ++head) off[head + 1] = off[head] + head_length(l, head);
     const index_t total = off[heads], budget_total = tokens * heads;
-    const index_t floor = std::min(tokens, policies_.budget.head_floor(tokens));
+    const index_t floor = policies_.budget.head_floor(tokens);
     index_t kept = 0;
     for (index_t head = 0; head < heads; ++head) {
       const index_t n = off[head + 1] - off[head];
