@@ -17,7 +17,9 @@
 //                             work an engine does per chunk anyway); target: select + compact
 //                             ≤ 10% of it. Scorers: key norm, KeyDiff, recency, SnapKV's window
 //                             (the chunk's last 32 queries × 4 GQA heads per kv-head, pooled ±3),
-//                             and key norm with the merge reducer (each stage timed apart);
+//                             key norm with the merge reducer, and key norm with the heads of
+//                             each request sharing its budget (floor 0.2; their competition
+//                             timed with the selection) (each stage timed apart);
 //                             then, on 28×28-token frames, the structure-aware ones: temporal
 //                             and spatial redundancy, blend<KeyDiff, temporal>, KeyDiff + merge.
 //   merge_rounds_vs_walk      the merge in rounds (a block per segment) against its slot-order
@@ -635,11 +637,20 @@ void compact_hnd(benchmark::State& state, Scorer scorer) {
   compact_vs_memcpy<layouts::hnd>(state, scorer);
 }
 
+/// `share` ≥ 0: the heads of each request share its budget (compress_batch::share_heads, with
+/// that floor fraction); the heads' competition is timed with the selection (select_us).
 template <class Scorer, class Reducer = reducers::evict, class Structure = structures::sequence>
-void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}, Structure structure = {}) {
+void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}, Structure structure = {},
+                           double share = -1) {
   using Layout = layouts::nhd;  // the attention yardstick reads NHD
   fixture<Layout>& f = the_fixture<Layout>();
-  const auto b = f.batch_view();
+  auto b = f.batch_view();
+  index_t* head_lengths_out = nullptr;
+  if (share >= 0) {
+    BENCH_CUDA(cudaMalloc(&head_lengths_out, b.views.size() * kv_heads * sizeof(index_t)));
+    b.share_heads = dev::head_sharing{share};
+    b.head_lengths_device_out = head_lengths_out;
+  }
   prepared<Scorer, Layout, Reducer> run(b);
   const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
@@ -654,7 +665,8 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
     BENCH_CUDA(cudaEventRecord(ev.e[2], stream));
     if (!dev::detail::enqueue_scores(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[3], stream));
-    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream) || !dev::detail::enqueue_share(run.ws, run.p, b, stream))
+      std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[4], stream));
     if (!dev::detail::enqueue_reduce(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[5], stream));
@@ -693,6 +705,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   const double fast_attention_ms = flops / 400e12 * 1e3;  // an attention at 400 TFLOP/s
   state.counters["select_compact_over_400TFLOPs_attention"] = (select_ms + compact_ms) / fast_attention_ms;
   state.counters["compress_over_400TFLOPs_attention"] = total_ms / fast_attention_ms;
+  if (head_lengths_out != nullptr) BENCH_CUDA(cudaFree(head_lengths_out));
 }
 
 /// The merge without its promise of locality: the device walks each segment's dropped tokens
@@ -813,6 +826,10 @@ BENCHMARK_CAPTURE(compress_vs_attention, key_norm, scorers::key_norm{})->UseManu
 BENCHMARK_CAPTURE(compress_vs_attention, key_diff, scorers::key_diff{})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, recency, scorers::recency{.num_sinks = 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, snapkv_window32, scorers::observation_window{.pool_radius = 3})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(compress_vs_attention, key_norm_shared_heads, scorers::key_norm{}, reducers::evict{},
+                  structures::sequence{}, 0.2)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(compress_vs_attention, key_norm_merge, scorers::key_norm{}, reducers::merge{})

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <kvcap/budgets/fixed_tokens.hpp>
+#include <kvcap/budgets/head_adaptive.hpp>
 #include <kvcap/host/compressor.hpp>
 #include <kvcap/layouts/hnd.hpp>
 #include <kvcap/layouts/nhd.hpp>
@@ -259,13 +260,18 @@ Structure make_structure(rng& r) {
 
 /// One request of a case: a host executor of one layer, driven through random chunks up to
 /// the point where the next call is `compress`.
-template <class T, layout Layout, class Scorer, class Structure, class Reducer = reducers::evict>
+/// `Budget`: budgets::fixed_tokens, or budgets::head_adaptive (over layouts::varlen) with
+/// `min_head_fraction`.
+template <class T, layout Layout, class Scorer, class Structure, class Reducer = reducers::evict,
+          class Budget = budgets::fixed_tokens>
 struct host_request {
-  using executor = host::compressor<T, Layout, Scorer, budgets::fixed_tokens, Reducer, Structure>;
+  using executor = host::compressor<T, Layout, Scorer, Budget, Reducer, Structure>;
+  static constexpr bool shares_heads = head_adaptive_budget<Budget>;
   static constexpr bool windowed = Scorer::inputs.window_mass;
   std::unique_ptr<executor> c;
   Structure structure{};
   index_t budget = 0, max_chunk = 0;
+  double min_head_fraction = 0.25;  ///< head-adaptive budgets
   values mode = values::normal;
   index_t next_index = 0, num_protected = 0;
   index_t last_chunk = 0;  ///< tokens of the last append (the device call's `appended`)
@@ -275,6 +281,19 @@ struct host_request {
   bool causal = true;
   std::vector<T> queries;
   kv_tensor<const T> window{};
+
+  /// Tokens the next append may bring: what every head has room for.
+  index_t room() const {
+    const auto& view = c->layer(0);
+    if constexpr (requires { view.mapping.head_indptr; }) {
+      index_t least = max_chunk;  // each head has max_chunk of room after a compress (it is repacked)
+      for (index_t head = 0; head < view.mapping.num_heads; ++head)
+        least = std::min(least, view.mapping.head_indptr[head + 1] - view.mapping.head_indptr[head] - view.length_of(head));
+      return least;
+    } else {
+      return budget + max_chunk - view.length;
+    }
+  }
 
   /// Draws the observation window the next compress uses (none for other scorers).
   void next_window(rng& r) {
@@ -319,6 +338,11 @@ struct host_request {
     last_chunk = n;
   }
 
+  Budget budget_policy() const {
+    if constexpr (shares_heads) return {.tokens = budget, .min_head_fraction = min_head_fraction};
+    else return {.tokens = budget};
+  }
+
   /// Random history: a few append + compress rounds, then a last append (no compress).
   /// Window scorers: `window_group` query heads per kv-head, windows `window_causal` or not.
   /// Budgets and chunks are drawn from [min_budget, max_budget] and [min_chunk, max_chunk_limit].
@@ -335,12 +359,12 @@ struct host_request {
     const host::compressor_shape shape{.num_layers = 1, .num_kv_heads = heads, .num_q_heads = heads * window_group,
                                        .head_dim = dim, .max_chunk = max_chunk, .max_window = max_window};
     c = std::make_unique<executor>(
-        shape, typename executor::policies{.scorer = scorer, .budget = {.tokens = budget}, .structure = structure});
+        shape, typename executor::policies{.scorer = scorer, .budget = budget_policy(), .structure = structure});
     if (min_chunk > 0)  // start full: the drops then lie among `budget` resident tokens
       while (c->length(0) < budget) append_chunk(r, std::min(max_chunk, budget - c->length(0)));
     const index_t rounds = r.between(0, 4);
     for (index_t round = 0; round <= rounds; ++round) {
-      const index_t room = budget + max_chunk - c->length(0);
+      const index_t room = this->room();
       append_chunk(r, r.between(round < rounds ? 0 : std::min(room, min_chunk), std::min(room, max_chunk)));
       if (round < rounds) next_window(r), compress();
     }

@@ -189,6 +189,56 @@ TEST_CASE("metadata errors are found on the device; nothing moves; the next call
   }
 }
 
+TEST_CASE("heads that share a budget: a failed check leaves the cache and the lengths as they were" *
+          doctest::skip(no_gpu())) {
+  fixture f(2);
+  device_buffer out_memory(f.mr, 4 * sizeof(index_t));
+  const auto out_now = [&] {
+    std::vector<index_t> out(4);
+    KVCAP_TEST_CUDA(cudaMemcpy(out.data(), out_memory.data, out.size() * sizeof(index_t), cudaMemcpyDeviceToHost));
+    return out;
+  };
+  const std::vector<index_t> untouched{-1, -1, -1, -1};
+  KVCAP_TEST_CUDA(cudaMemcpy(out_memory.data, untouched.data(), 4 * sizeof(index_t), cudaMemcpyHostToDevice));
+  auto b = f.batch();
+  b.share_heads = dev::head_sharing{.min_head_fraction = 0.25};  // floor 4 of budget 16
+  b.head_lengths_device_out = static_cast<index_t*>(out_memory.data);
+  {  // view 1: 16 protected tokens in each head, 32 in all: the floors keep 8, the 24 left take the rest
+    for (index_t head = 0; head < 2; ++head)
+      for (index_t tok = 0; tok < 16; ++tok) f.before[1].view.meta_at(tok, head).is_protected = true;
+    f.reupload();
+    REQUIRE(run(f, b).ok());
+    const std::vector<index_t> out = out_now();
+    CHECK(out[0] + out[1] == 32);
+    CHECK(out[2] == 16);
+    CHECK(out[3] == 16);
+  }
+  {  // 20 a head: 32 of the 40 protected lie outside the floors' 8, for the 24 left
+    for (index_t head = 0; head < 2; ++head)
+      for (index_t tok = 16; tok < 20; ++tok) f.before[1].view.meta_at(tok, head).is_protected = true;
+    f.reupload();
+    KVCAP_TEST_CUDA(cudaMemcpy(out_memory.data, untouched.data(), 4 * sizeof(index_t), cudaMemcpyHostToDevice));
+    const dev::status s = run(f, b);
+    CHECK(s.code == dev::errc::budget_below_protected);
+    CHECK(s.at == 2);  // view 1's first segment
+    CHECK(s.expected == 32);
+    CHECK(s.received == 24);
+    f.require_unchanged();
+    CHECK(out_now() == untouched);  // view 0 compressed fine, but no length is handed over
+  }
+  {  // an index that goes backwards in view 0: found before the heads compete
+    for (index_t head = 0; head < 2; ++head)
+      for (index_t tok = 0; tok < 20; ++tok) f.before[1].view.meta_at(tok, head).is_protected = false;
+    f.before[0].view.meta_at(30, 1).index = 2;
+    f.reupload();
+    const dev::status s = run(f, b);
+    CHECK(s.code == dev::errc::meta_out_of_order);
+    CHECK(s.at == 1);
+    f.require_unchanged();
+    CHECK(out_now() == untouched);
+  }
+}
+
 TEST_CASE("a failure log keeps the first device-side failure of a run of calls" * doctest::skip(no_gpu())) {
   // One workspace, five calls, no wait between them: the per-call report (read_status) holds
   // the last call's checks only; the log holds the first failure until the caller clears it.

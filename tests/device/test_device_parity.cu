@@ -8,6 +8,7 @@
 // length) fails too.
 
 #include "device_harness.cuh"
+#include "shared_heads_case.hpp"
 
 using namespace kvcap;
 using namespace kvcap_test;
@@ -348,4 +349,69 @@ TEST_CASE_TEMPLATE("a causal window longer than a short head: its early queries 
   CHECK(std::string(s.argument) == "windows[].num_tokens (<= resident tokens: the chunk's tail)");
   CHECK(s.expected == 5);
   CHECK(s.received == 7);
+}
+
+namespace {
+
+/// shared_heads_case's executor: the kernels, on copies of the host images in device memory.
+struct device_executor {
+  cudaStream_t stream;
+  template <class T, class Layout, class Policies>
+  std::vector<index_t> operator()(std::vector<host_image<T, Layout>>& images, dev::compress_batch<T, Layout> batch,
+                                  const Policies& policies) const {
+    dev::counting_resource mr;
+    std::vector<std::unique_ptr<device_image<T, Layout>>> on_device;
+    std::vector<layer_view<T, Layout>> views;
+    for (const auto& img : images) {
+      on_device.push_back(std::make_unique<device_image<T, Layout>>(mr, img));
+      on_device.back()->view.length = img.view.length;
+      views.push_back(on_device.back()->view);
+    }
+    batch.views = views;
+    std::vector<index_t> out(views.size() * static_cast<std::size_t>(views[0].mapping.num_heads), -1);
+    device_buffer out_memory(mr, out.size() * sizeof(index_t));
+    KVCAP_TEST_CUDA(cudaMemcpy(out_memory.data, out.data(), out.size() * sizeof(index_t), cudaMemcpyHostToDevice));
+    batch.head_lengths_device_out = static_cast<index_t*>(out_memory.data);
+    std::size_t bytes = 0;
+    REQUIRE(dev::compress(nullptr, bytes, batch, policies, stream).ok());
+    device_buffer temp(mr, bytes);
+    const dev::status s = dev::compress(temp.data, bytes, batch, policies, stream);
+    INFO("status ", std::string(dev::to_string(s.code)), " ", std::string(s.argument ? s.argument : ""), " at ", s.at);
+    REQUIRE(s.ok());
+    REQUIRE(dev::read_status(temp.data, stream).ok());
+    KVCAP_TEST_CUDA(cudaMemcpy(out.data(), out_memory.data, out.size() * sizeof(index_t), cudaMemcpyDeviceToHost));
+    for (std::size_t i = 0; i < images.size(); ++i) on_device[i]->download(images[i]);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive budget keeps" *
+                       doctest::skip(no_gpu()),
+                   Layout, layouts::nhd, layouts::paged_hnd, layouts::varlen) {
+  // compress_batch::share_heads against host::compressor with budgets::head_adaptive: floors of
+  // 0 to the whole budget, ties across heads (small integers, duplicate rows), protected
+  // tokens, the merge; then segments of thousands of slots (the view's radix select over
+  // wide keys, many tiles). shared_heads_case.hpp compares lengths, kept rows and storage.
+  rng r(21 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const device_executor exec{stream};
+  shared_case_counts counts;
+  for (int c = 0; c < scaled(30); ++c) {
+    counts += shared_heads_case<Layout, scorers::key_norm>(r, exec);
+    counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec);
+    counts += shared_heads_case<Layout, scorers::key_diff>(r, exec);
+    counts += shared_heads_case<Layout, scorers::temporal_redundancy, reducers::evict, __half>(r, exec);
+    counts += shared_heads_case<Layout, blend_norms>(r, exec);
+    counts += shared_heads_case<Layout, scorers::key_norm, reducers::merge, __half>(r, exec);
+  }
+  for (int c = 0; c < scaled(3); ++c) {
+    counts += shared_heads_case<Layout, scorers::key_diff>(r, exec, 2500, 800);
+    counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec, 2500, 800);
+  }
+  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
+  CHECK(counts.unequal_heads > 0);
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }

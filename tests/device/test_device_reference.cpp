@@ -713,7 +713,8 @@ TEST_CASE("the workspace bound covers every call within the limits") {
   rng r(5);
   for (int c = 0; c < 500; ++c) {
     const dev::workspace_limits limits{.max_views = r.between(1, 5), .num_kv_heads = r.between(1, 4),
-                                       .head_dim = r.between(1, 64), .max_capacity = r.between(1, 300)};
+                                       .head_dim = r.between(1, 64), .max_capacity = r.between(1, 300),
+                                       .share_heads = r.chance(0.5)};
     std::size_t bound = 0, merge_bound = 0;
     REQUIRE(dev::workspace_bound<float, layouts::nhd, scorers::key_diff>(limits, bound).ok());
     REQUIRE(dev::workspace_bound<float, layouts::nhd, scorers::key_diff, reducers::merge>(limits, merge_bound).ok());
@@ -731,6 +732,7 @@ TEST_CASE("the workspace bound covers every call within the limits") {
     }
     p.head_lengths = r.chance(0.5);
     p.head_budgets = r.chance(0.5);
+    p.share.on = limits.share_heads && r.chance(0.5);  // a call may share within limits that allow it
     std::size_t bytes = 0, merge_bytes = 0;
     REQUIRE(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff>, bytes).ok());
     REQUIRE(dev::workspace_bytes<float, layouts::nhd>(p, dev::needs_of<scorers::key_diff, reducers::merge>, merge_bytes).ok());

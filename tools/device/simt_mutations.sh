@@ -10,19 +10,23 @@
 # device-side checks (NaN/Inf, metadata, budget 0, the workspace's base, the failure log) and
 # are run against the error cases (test_device_errors.cu) instead.
 # Prints one line per mutation: the emulator's verdict, which should be a failure for each
-# but two, which say why they are redundant (a barrier after a round's turns that the next
+# but three, which say why they are redundant (a barrier after a round's turns that the next
 # round's barrier already orders; a __syncwarp that the merge's own warp reduction already
-# makes redundant in the emulator's model).
+# makes redundant in the emulator's model; the shared heads' barrier before the tile table,
+# after a block scan that synchronizes the block anyway). "shared heads: …" mutations break
+# the heads' competition for a shared budget (shared_heads.cuh).
 #
 #   bash tools/device/simt_mutations.sh [SCALE]     # SCALE: KVCAP_DEVICE_TEST_SCALE, 0.05 default
 #   KVCAP_MUTATIONS='merge rounds' bash tools/device/simt_mutations.sh   # only those matching
 #   KVCAP_SIMT_RESIDENT=1 bash tools/device/simt_mutations.sh   # blocks one after another (simt.hpp)
+#   bash tools/device/simt_mutations.sh --targets   # only: is every mutation's text still in the source
 #
 # Needs g++, the CUDA Toolkit's headers (CUDA_HOME, /usr/local/cuda by default), Eigen and
 # doctest (Debian's libeigen3-dev and doctest-dev). Takes about 2 minutes a mutation on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 scale=${1:-0.05}
+[ "$scale" = --targets ] && scale=0.05
 cuda=${CUDA_HOME:-/usr/local/cuda}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -53,6 +57,11 @@ mutations=(
     }
     __syncwarp();|        if (const int i = i0 + u * 32; i < total) out[i] = x[u];
     }"
+  "shared heads: the floors not marked (every token competes)|include/kvcap/device/select.cuh|      if (sel.keeps(keys[i])) ws.shared_keys[ws.token_indptr[a] + i] = floor_kept_key;|      (void)sel;"
+  "shared heads: the floors not subtracted from what is left|include/kvcap/device/shared_heads.cuh|const index_t extra = num_kv_heads * budget - floors;|const index_t extra = num_kv_heads * budget;"
+  "shared heads: ties across heads to the larger head|include/kvcap/device/rank_bits.cuh|static_cast<std::uint64_t>((max_segment_slots - 1) - head)|static_cast<std::uint64_t>(head)"
+  "shared heads: no barrier between the keys' rewrite and the tile table (redundant: the block scan between them synchronizes)|include/kvcap/device/shared_heads.cuh|      __syncthreads();  // the keys are rewritten before the tile table counts them|"
+  "shared heads: a view's segments found one too far|include/kvcap/device/shared_heads.cuh|    if (segments[mid].view < view) lo = mid + 1;|    if (segments[mid].view <= view) lo = mid + 1;"
   "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
   "merge rounds: ready on winning the first claim alone|include/kvcap/device/reduce_rounds.cuh|for (int c = 0; c < count; ++c) won = won &&|for (int c = 0; c < count && c < 1; ++c) won = won &&"
   "merge rounds: no barrier between the claims and their check|include/kvcap/device/reduce_rounds.cuh|.fetch_min(i, cuda::memory_order_relaxed);
@@ -71,13 +80,28 @@ mutations=(
   "checks: the K/V NaN check not launched|include/kvcap/device/compressor.cuh|  if (p.checked_tokens > 0) {|  if (false) {"
   "checks: appended ignored (every slot checked)|include/kvcap/device/ragged_plan.cuh|  return appended != nullptr ? length - appended[view] : 0;|  return 0;"
   "checks: a window's NaN check not launched|include/kvcap/device/compressor.cuh|  if (needs.window_mass && p.window_elements > 0) {|  if (false) {"
-  "checks: no upload when only windows are read|include/kvcap/device/compressor.cuh| && p.window_elements == 0) return ok_status;|) return ok_status;"
+  "checks: no upload when only windows are read|include/kvcap/device/compressor.cuh|p.checked_tokens == 0 && p.window_elements == 0 && !p.share.on)|p.checked_tokens == 0 && !p.share.on)"
   "checks: the structure check removed|include/kvcap/device/score_kernel.cuh|    if (!policies.structure.check(s.ctx.meta(s.tok)).ok)|    if (false)"
-  "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0)|      if (false)"
-  "checks: read_status reads the caller's base, not the carve's|include/kvcap/device/compressor.cuh|cudaMemcpyAsync(&report, workspace_base(d_temp_storage),|cudaMemcpyAsync(&report, d_temp_storage,"
+  "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0 && check_protected)|      if (false)"
+  "checks: shared budgets: protected tokens past what the floors leave not reported|include/kvcap/device/shared_heads.cuh|    if (t == 0 && protected_rest > extra)|    if (false)"
+  "checks: shared budgets: the heads' lengths handed over after a failed check|include/kvcap/device/shared_heads.cuh|.load(cuda::memory_order_relaxed) != 0)
+    return;|.load(cuda::memory_order_relaxed) != 0 && false)
+    return;"
+  "checks: read_status reads the caller's base, not the carve's|include/kvcap/device/compressor.cuh|static_cast<const device_report*>(workspace_base(d_temp_storage))|static_cast<const device_report*>(d_temp_storage)"
 )
 source "$root/tools/mutations/select.sh"
 select_mutations "${mutations[@]}"
+
+if [ "${1:-}" = --targets ]; then  # only: is every mutation's text still in the source?
+  missing=0
+  for m in "${selected[@]}"; do
+    IFS='|' read -r -d '' name file old new < <(printf '%s\0' "$m") || true
+    cp "$root/$file" "$work/target"
+    python3 "$root/tools/mutations/apply_mutation.py" "$work/target" "$old" "$new" || missing=$((missing + 1))
+  done
+  echo "${#selected[@]} mutations, $missing whose text is no longer in the source"
+  exit $((missing > 0))
+fi
 
 echo "kvcap SIMT emulator mutations: scale $scale, resident blocks ${KVCAP_SIMT_RESIDENT:-1 to 4 a launch}, $(g++ --version | head -1), $(lscpu | sed -n "s/^Model name: *//p") ($(nproc) cores), $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include tests || echo " (with local changes)")"
 g++ "${flags[@]}" -I"$root/tests/device/simt/include" -I"$root/include" -c "$root/tests/device/simt/test_main_on_cpu.cpp" -o "$work/main.o"

@@ -7,8 +7,10 @@
 // with optional per-head lengths and budgets, observation windows, and the outputs the call
 // writes. ragged_plan.cuh validates and plans it; compressor.cuh runs it.
 
+#include <optional>
 #include <span>
 
+#include "../budgets/head_adaptive.hpp"
 #include "../core/config.hpp"
 #include "../core/kv_tensor.hpp"
 #include "../core/layer_view.hpp"
@@ -19,6 +21,17 @@
 #include "status.cuh"
 
 namespace kvcap::device {
+
+/// How the heads of a view share its budget (compress_batch::share_heads): the host's
+/// budgets::head_adaptive rule, with the view's budget as the layer's tokens per head.
+struct head_sharing {
+  double min_head_fraction = 0.25;  ///< each head keeps at least this share of the budget, in [0, 1]
+
+  /// What every head of a view with budget `budget` keeps at least (or all it holds).
+  KVCAP_HOST_DEVICE constexpr index_t floor(index_t budget) const {
+    return budgets::head_adaptive{budget, min_head_fraction}.head_floor(budget);
+  }
+};
 
 /// A ragged batch, described on the host; k, v, meta (and block tables, head indptrs) are
 /// device memory. Inputs are read when the call is made; outputs are written by the call.
@@ -50,6 +63,21 @@ struct compress_batch {
   /// holds none yet, so that an engine waits once for a run of calls (failure_log.cuh; read it
   /// with read_failure_log). Never cleared by kvcap. Host-side failures are the returned status.
   device_report* failure_log = nullptr;
+  /// Optional: the heads of each view share its budget by score, as budgets::head_adaptive
+  /// shares a layer's on the host (AdaKV-style). View v then keeps kv_heads · budgets[v]
+  /// tokens in all: each head first its best min(resident, share_heads->floor(budgets[v])),
+  /// the rest going to the best remaining tokens of any head, compared by ranks_before and
+  /// then by the smaller head (shared_heads.cuh). A view holding no more than that keeps
+  /// everything. Heads end with different lengths, which follow from the scores: the call
+  /// writes them on the device, to head_lengths_device_out (pass them as head_lengths next
+  /// time). Not with head_budgets, lengths_out or head_lengths_out. Any layout (a head's slots
+  /// only close up), but one head may keep kv_heads · (budget − floor) + floor tokens, so the
+  /// next chunk needs that much room plus the chunk in every head (the host executor's
+  /// compressor::head_capacity), or a per-head layout the engine repacks between calls.
+  std::optional<head_sharing> share_heads = std::nullopt;
+  /// (device memory, views · kv_heads) with share_heads: each head's tokens afterwards (when
+  /// read_status is ok).
+  index_t* head_lengths_device_out = nullptr;
 };
 
 /// The policies a device compress runs: the scorer, the structure model its (and the

@@ -25,13 +25,15 @@
 // unchanged and a report for read_status (and for the caller's failure log, when the batch
 // names one: failure_log.cuh). The lengths the call leaves are
 // written to batch.lengths_out / head_lengths_out on the host right away (they follow from
-// the inputs: min(length, budget)); they hold if read_status is ok.
+// the inputs: min(length, budget)); they hold if read_status is ok. When the heads of each view
+// share its budget (batch.share_heads: budgets::head_adaptive's rule, shared_heads.cuh), the
+// lengths follow from the scores, and the device writes them to head_lengths_device_out.
 //
 // What the call enqueues on `stream`: 1 memset, up to 6 small host-to-device copies of the
 // batch description (views, budgets, per-head lengths and budgets, appended, windows; from pageable
 // memory they are staged by the driver before the call returns, so the spans may be reused at
 // once; to capture the call in a CUDA graph, keep the spans in page-locked memory and
-// unchanged until the graph runs), and up to 14 kernels. The workspace may start anywhere:
+// unchanged until the graph runs), and up to 16 kernels. The workspace may start anywhere:
 // the size query includes the room to align its carve to 256 bytes.
 // There is no synchronisation and no device query.
 
@@ -50,6 +52,7 @@
 #include "ragged_plan.cuh"
 #include "score_kernel.cuh"
 #include "select.cuh"
+#include "shared_heads.cuh"
 #include "status.cuh"
 #include "window_kernel.cuh"
 #include "workspace_layout.cuh"
@@ -92,7 +95,8 @@ template <class T, class Layout>
 status enqueue_upload(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
                       cudaStream_t stream) {
   KVCAP_CUDA_TRY(cudaMemsetAsync(ws.report, 0, sizeof(device_report), stream));
-  if (p.active_segments == 0 && p.checked_tokens == 0 && p.window_elements == 0) return ok_status;  // nothing reads them
+  if (p.active_segments == 0 && p.checked_tokens == 0 && p.window_elements == 0 && !p.share.on)
+    return ok_status;  // nothing reads them
   KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.views, batch.views.data(), batch.views.size_bytes(), cudaMemcpyHostToDevice, stream));
   if (ws.budgets)
     KVCAP_CUDA_TRY(cudaMemcpyAsync(ws.budgets, batch.budgets.data(), batch.budgets.size_bytes(), cudaMemcpyHostToDevice, stream));
@@ -201,6 +205,21 @@ status enqueue_select(const workspace_layout<T, Layout>& ws, const plan_totals& 
   return ok_status;
 }
 
+/// Shared budgets: the heads of each view compete for what their floors leave, and every
+/// head's length is written (shared_heads.cuh). After enqueue_select.
+template <class T, class Layout>
+status enqueue_share(const workspace_layout<T, Layout>& ws, const plan_totals& p, const compress_batch<T, Layout>& batch,
+                     cudaStream_t stream) {
+  if (!p.share.on || p.num_views == 0) return ok_status;
+  launch(share_kernel<T, Layout>, static_cast<unsigned int>(p.num_views < 65535 ? p.num_views : 65535), select_threads,
+         0, stream, ws, p.num_views, p.active_segments, p.num_kv_heads, p.tile_tokens);
+  KVCAP_CUDA_LAUNCHED(stream);
+  launch(share_lengths_kernel<T, Layout>, grid_for(p.num_segments, 256), 256, 0, stream, ws, p.num_segments,
+         batch.head_lengths_device_out);
+  KVCAP_CUDA_LAUNCHED(stream);
+  return ok_status;
+}
+
 /// A local reducer's turns in rounds (reduce_rounds.cuh), a block per active segment.
 /// `MinReady`: the fewest ready turns a round shares out before the walk takes the rest.
 template <int MinReady = rounds_min_ready, class T, class Layout, class Scorer, class Structure, class Reducer>
@@ -288,6 +307,7 @@ status compress_with(void* d_temp_storage, std::size_t& temp_storage_bytes, cons
   if (status s = enqueue_checks(ws, p, batch, needs_of<Scorer, Reducer>, stream); !s) return s;
   if (status s = enqueue_scores(ws, p, policies, stream); !s) return s;
   if (status s = enqueue_select(ws, p, stream); !s) return s;
+  if (status s = enqueue_share(ws, p, batch, stream); !s) return s;
   if (status s = enqueue_reduce<Tune.rounds_min_ready>(ws, p, policies, stream); !s) return s;
   if (status s = enqueue_compact<Tune.copy_batch>(ws, p, batch, stream); !s) return s;
   if (status s = enqueue_failure_log(ws, batch, stream); !s) return s;

@@ -24,7 +24,7 @@ __global__ void __launch_bounds__(plan_threads)
     const index_t segment = base + threadIdx.x;
     extent e{};
     if (segment < num_segments)
-      e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment);
+      e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share);
     const bool active = segment < num_segments && e.active();
     const index_t one = active ? 1 : 0, tokens = active ? e.length : 0,
                   tiles = active ? (e.length + tile_tokens - 1) / tile_tokens : 0;

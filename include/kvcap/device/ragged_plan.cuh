@@ -3,8 +3,9 @@
 // (batch.cuh).
 //
 // Segments are (view, head) pairs, numbered view · num_kv_heads + head. A segment is active
-// when it holds more tokens than its budget; only active segments are scored, selected and
-// compacted, laid end to end (FlashInfer's indptr convention):
+// when it holds more tokens than its budget (when the heads of a view share its budget: more
+// than its floor, in a view that holds more than kv_heads · budget); only active segments are
+// scored, selected and compacted, laid end to end (FlashInfer's indptr convention):
 //     token_indptr[a] .. token_indptr[a + 1]   the tokens of active segment a
 //     tile_indptr[a]  .. tile_indptr[a + 1]    its compaction tiles (tile_tokens slots each)
 //
@@ -38,14 +39,28 @@ struct plan_segment {
   index_t length = 0, keep = 0;
 };
 
-/// Extent of segment `segment`: the one function host and device planning share.
+/// Whether, and how, the heads of each view share its budget (compress_batch::share_heads).
+struct sharing_rule {
+  bool on = false;
+  head_sharing rule{};
+};
+
+/// Extent of segment `segment`: the one function host and device planning share. When the
+/// heads of its view share the budget (`share.on`), `keep` is the head's floor, the tokens
+/// its own selection keeps before the heads compete (shared_heads.cuh), and a view holding
+/// no more than kv_heads · budget keeps everything (keep = length: not active).
 template <class T, layout Layout>
 KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* views, const index_t* budgets,
                                                   const index_t* head_lengths, const index_t* head_budgets,
-                                                  index_t num_kv_heads, index_t segment) {
+                                                  index_t num_kv_heads, index_t segment, sharing_rule share = {}) {
   const index_t view = segment / num_kv_heads;
-  return {head_lengths != nullptr ? head_lengths[segment] : views[view].length,
-          head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
+  const auto length_of = [&](index_t s) { return head_lengths != nullptr ? head_lengths[s] : views[view].length; };
+  if (!share.on) return {length_of(segment), head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
+  index_t total = 0;  // the view's resident tokens: kv_heads · capacity, below max_plan_items
+  for (index_t s = view * num_kv_heads; s < (view + 1) * num_kv_heads; ++s) total += length_of(s);
+  const index_t budget = budgets[view], length = length_of(segment);
+  if ((total + num_kv_heads - 1) / num_kv_heads <= budget) return {length, length};  // total <= kv_heads · budget
+  return {length, share.rule.floor(budget)};
 }
 
 /// Shared memory a compaction block stages a tile in: K rows, V rows (each region rounded to
@@ -88,6 +103,7 @@ struct plan_totals {
   index_t checked_max = 0;      ///< most checked slots of one segment
   index_t window_elements = 0;  ///< window scorers: most elements of one view's window
   bool head_lengths = false, head_budgets = false, appended = false;
+  sharing_rule share{};         ///< the heads of each view share its budget (shared_heads.cuh)
 };
 
 /// The query (token) of element `e` of a window, in either order.
@@ -163,11 +179,30 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   p.head_lengths = !batch.head_lengths.empty();
   p.head_budgets = !batch.head_budgets.empty();
   p.appended = !batch.appended.empty();
+  if (batch.share_heads) p.share = {true, *batch.share_heads};
+  if (p.share.on) {
+    const double f = p.share.rule.min_head_fraction;
+    if (!(f >= 0 && f <= 1))  // NaN too
+      return status::failure(errc::invalid_argument, "share_heads->min_head_fraction (a fraction in [0, 1])", -1, 1, -1);
+    if (p.head_budgets)
+      return status::failure(errc::invalid_argument, "head_budgets (none when heads share budgets: share_heads)", -1, 0,
+                             static_cast<index_t>(batch.head_budgets.size()));
+    if (!batch.lengths_out.empty() || !batch.head_lengths_out.empty())
+      return status::failure(errc::invalid_argument,
+                             "lengths_out, head_lengths_out (none with share_heads: head_lengths_device_out)", -1, 0,
+                             static_cast<index_t>(batch.lengths_out.size() + batch.head_lengths_out.size()));
+    if (num_views > 0 && batch.head_lengths_device_out == nullptr)
+      return status::failure(errc::invalid_argument, "head_lengths_device_out (device memory, with share_heads)", -1, 1,
+                             0);
+  }
   if (num_views == 0) return ok_status;
   const auto& first = batch.views[0].mapping;
   p.num_kv_heads = first.num_heads;
   p.head_dim = first.head_dim;
   if (p.num_kv_heads <= 0) return status::failure(errc::invalid_argument, "views[].mapping.num_heads", 0, 1, p.num_kv_heads);
+  if (p.share.on && p.num_kv_heads >= max_segment_slots)  // the shared keys tell heads apart in 31 bits
+    return status::failure(errc::capacity_exceeded, "views[].mapping.num_heads (share_heads)", 0,
+                           max_segment_slots - 1, p.num_kv_heads);
   if (p.head_dim <= 0) return status::failure(errc::invalid_argument, "views[].mapping.head_dim", 0, 1, p.head_dim);
   if (const index_t widest = max_head_dim_for(static_cast<index_t>(sizeof(T))); p.head_dim > widest)
     return status::failure(errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0, widest,
@@ -228,7 +263,8 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();
   index_t resident = 0;  // window scorers: the current view's longest head
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
-    const extent e = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment);
+    const extent e =
+        segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment, p.share);
     if (needs.window_mass && segment % p.num_kv_heads == 0) {  // a view's first head: its resident tokens
       resident = 0;
       for (index_t head = 0; head < p.num_kv_heads; ++head) {
@@ -271,8 +307,10 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
 }
 
 /// Writes the lengths a successful call leaves (the outputs of `batch`), from the inputs.
+/// With share_heads they follow from the scores: the device writes them (shared_heads.cuh).
 template <class T, layout Layout>
 constexpr void write_lengths(const compress_batch<T, Layout>& batch, const plan_totals& p) {
+  if (p.share.on) return;
   const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
   const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
   const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();

@@ -2,7 +2,7 @@
 // kvcap/device/reference.cuh — the device algorithm, stage for stage, on the CPU.
 //
 // Same plan, same workspace carve, same score contexts and rank keys, the same metadata
-// checks, the same radix-select steps, the same reducer (its slot-order walk on one thread:
+// checks, the same radix-select steps (and the same competition of heads that share a budget), the same reducer (its slot-order walk on one thread:
 // the device's rounds for a local reducer end the same, reduce_rounds.cuh) and the same tiled
 // compaction (each tile stages its moving rows, then writes them), run sequentially over host
 // memory. It exists so that the algorithm itself (not its CUDA realisation) is tested on any machine against the host
@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -27,7 +28,8 @@ template <class T, layout Layout>
 void plan_segments(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
   index_t active = 0, tokens = 0, tiles = 0;
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
-    const extent e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment);
+    const extent e =
+        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment, ws.share);
     if (!e.active()) continue;
     ws.segments[active] = {static_cast<std::int32_t>(segment / p.num_kv_heads),
                            static_cast<std::int32_t>(segment % p.num_kv_heads), e.length, e.keep};
@@ -41,11 +43,13 @@ void plan_segments(const workspace_layout<T, Layout>& ws, const plan_totals& p) 
   ws.tile_indptr[active] = tiles;
 }
 
-/// The radix select of one segment's keys (the device's select kernel, sequentially).
-inline selection select(const std::uint64_t* keys, index_t n, index_t keep) {
-  if (keep >= n) return selection::all(n);
-  if (keep <= 0) return selection::none();
-  radix_state st;
+/// The radix select of the `keep` largest of `n` keys (the device's select kernels,
+/// sequentially): a segment's rank keys, or a view's shared keys.
+template <class Key>
+basic_selection<Key> select(const Key* keys, index_t n, index_t keep) {
+  if (keep >= n) return basic_selection<Key>::all(n);
+  if (keep <= 0) return basic_selection<Key>::none();
+  basic_radix_state<Key> st;
   st.remaining = keep;
   while (!st.done) {
     index_t hist[radix_digits] = {};
@@ -140,6 +144,66 @@ void check_finite(const workspace_layout<T, Layout>& ws, const plan_totals& p, b
     const kv_tensor<const T>& w = ws.windows[view];
     for (index_t e = 0; e < w.size(); ++e)
       if (!finite(w.data[e])) report(finite_input::window, view, window_query_of(w, e));
+  }
+}
+
+/// The compaction's tile table of active segment `a` for selection `sel` (the device's
+/// write_tile_table, sequentially).
+template <class T, layout Layout>
+void tile_table(const workspace_layout<T, Layout>& ws, const plan_totals& p, index_t a, const selection& sel) {
+  const index_t n = ws.segments[a].length, tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];
+  const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
+  index_t kept = 0;
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    ws.tile_kept_before[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(kept);
+    ws.tile_segment[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(a);
+    const index_t begin = tile * p.tile_tokens, end = begin + p.tile_tokens < n ? begin + p.tile_tokens : n;
+    for (index_t tok = begin; tok < end; ++tok) kept += sel.keeps(keys[tok]);
+  }
+}
+
+/// The heads of each view compete for what their floors leave (the device's share_kernel,
+/// sequentially): each active segment's decision into its rank keys and selection, every
+/// head's length, and the tile tables.
+template <class T, layout Layout>
+void share_heads(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
+  index_t* const head_lengths_out = ws.shared_lengths;
+  constexpr auto slot_mask = static_cast<std::uint64_t>(max_segment_slots - 1);
+  const index_t heads = p.num_kv_heads;
+  const auto extent_of = [&](index_t segment) {
+    return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, heads, segment, ws.share);
+  };
+  index_t a0 = 0;
+  for (index_t view = 0; view < p.num_views; ++view) {
+    const index_t first = view * heads;
+    for (index_t head = 0; head < heads; ++head)
+      if (const extent e = extent_of(first + head); !e.active()) head_lengths_out[first + head] = e.length;
+    index_t a1 = a0;
+    while (a1 < p.active_segments && ws.segments[a1].view == view) ++a1;
+    if (a0 == a1) continue;
+    const index_t budget = ws.budgets[view], floor = ws.share.rule.floor(budget);
+    index_t floors = 0;
+    for (index_t head = 0; head < heads; ++head) floors += std::min(extent_of(first + head).length, floor);
+    const index_t extra = heads * budget - floors, keep = (a1 - a0) * floor + extra;
+    const index_t begin = ws.token_indptr[a0], n = ws.token_indptr[a1] - begin;
+    const wide_key* keys = ws.shared_keys + begin;
+    const basic_selection<wide_key> sel = select(keys, n, keep);
+    index_t protected_rest = 0;
+    for (index_t i = 0; i < n; ++i) protected_rest += !(keys[i] == floor_kept_key) && (keys[i].hi >> 63) != 0;
+    if (protected_rest > extra && ws.report->code == 0)
+      *ws.report = {static_cast<std::int32_t>(errc::budget_below_protected), 0, first, protected_rest, extra};
+    for (index_t a = a0; a < a1; ++a) {
+      index_t kept = 0;
+      for (index_t i = ws.token_indptr[a]; i < ws.token_indptr[a + 1]; ++i) {
+        const bool keeps = sel.keeps(ws.shared_keys[i]);
+        ws.keys[i] = (ws.keys[i] & slot_mask) | (static_cast<std::uint64_t>(keeps) << 63);
+        kept += keeps;
+      }
+      ws.selections[a] = {1, 63, 0, kept};
+      head_lengths_out[first + ws.segments[a].head] = kept;
+      tile_table(ws, p, a, ws.selections[a]);
+    }
+    a0 = a1;
   }
 }
 
@@ -246,18 +310,19 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
       keys[tok] = rank_key_at(policies.scorer, ctx, tok, comps, stats);
       num_protected += static_cast<index_t>(keys[tok] >> 63);
     }
+    ws.selections[a] = select(keys, n, seg.keep);
+    if (p.share.on) {  // the head's floor, marked above every shared key; share_heads decides the rest
+      for (index_t tok = 0; tok < n; ++tok)
+        ws.shared_keys[ws.token_indptr[a] + tok] = ws.selections[a].keeps(keys[tok])
+                                                       ? floor_kept_key
+                                                       : encode_shared_rank(keys[tok], ctx.meta(tok).index, seg.head);
+      continue;
+    }
     if (num_protected > seg.keep && ws.report->code == 0)
       *ws.report = {static_cast<std::int32_t>(errc::budget_below_protected), 0, segment, num_protected, seg.keep};
-    ws.selections[a] = select(keys, n, seg.keep);
-    const index_t tiles = ws.tile_indptr[a + 1] - ws.tile_indptr[a];
-    index_t kept = 0;
-    for (index_t tile = 0; tile < tiles; ++tile) {
-      ws.tile_kept_before[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(kept);
-      ws.tile_segment[ws.tile_indptr[a] + tile] = static_cast<std::int32_t>(a);
-      const index_t begin = tile * p.tile_tokens, end = begin + p.tile_tokens < n ? begin + p.tile_tokens : n;
-      for (index_t tok = begin; tok < end; ++tok) kept += ws.selections[a].keeps(keys[tok]);
-    }
+    tile_table(ws, p, a, ws.selections[a]);
   }
+  if (p.share.on) share_heads(ws, p);
   if (ws.report->code != 0) {
     if (batch.failure_log != nullptr && batch.failure_log->code == 0) *batch.failure_log = *ws.report;
     return to_status(*ws.report);
@@ -279,6 +344,7 @@ status compress(void* h_temp, std::size_t& temp_bytes, const compress_batch<T, L
                    ws.tile_kept_before[ws.tile_indptr[a] + tile], staging);
   }
   write_lengths(batch, p);
+  if (p.share.on) std::memcpy(batch.head_lengths_device_out, ws.shared_lengths, p.num_segments * sizeof(index_t));
   return ok_status;
 }
 

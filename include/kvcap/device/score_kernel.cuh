@@ -7,8 +7,9 @@
 //   mean_kernel        (segment, dims)      mean of k/|k| in slot order (ordered_sums.cuh)
 //   components_kernel  (token)              composite scorers: every component
 //   stats_kernel       (segment, component) mean and 1/std in double, in slot order (idem)
-//   keys_kernel        (token)              rank key; checks logical indices increase and the
-//                                           metadata against the structure (Structure::check)
+//   keys_kernel        (token)              rank key (and the key heads share a budget by);
+//                                           checks logical indices increase and the metadata
+//                                           against the structure (Structure::check)
 //
 // Shared inputs are summed in the host executor's order (a lane per dim, or a thread per
 // component, adds the staged slots in slot order: ordered_sums.cuh), so they are
@@ -98,7 +99,9 @@ __global__ void __launch_bounds__(token_threads)
       report_failure(ws.report, errc::meta_out_of_structure, segment, 0, s.tok);
     const float* comps = num > 0 ? ws.components + num * ws.token_indptr[s.a] : nullptr;
     const float* stats = num > 0 ? ws.component_stats + 2 * num * s.a : nullptr;
-    ws.keys[g] = rank_key_at(policies.scorer, s.ctx, s.tok, comps, stats);
+    const std::uint64_t key = rank_key_at(policies.scorer, s.ctx, s.tok, comps, stats);
+    ws.keys[g] = key;
+    if (ws.shared_keys != nullptr) ws.shared_keys[g] = encode_shared_rank(key, s.ctx.meta(s.tok).index, s.seg.head);
   }
 }
 

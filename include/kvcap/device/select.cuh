@@ -19,82 +19,19 @@ namespace kvcap::device::detail {
 
 inline constexpr int select_threads = radix_digits;  // one thread per digit when choosing
 static_assert(select_threads % 32 == 0);
+using select_scan = cub::BlockScan<index_t, select_threads>;
 
+/// The compaction's tile table of active segment `a` (the whole block calls it): each tile's
+/// kept slots before it (one warp per tile, then an exclusive scan over the tiles), its
+/// segment, and its flag reset.
 template <class T, class Layout>
-__global__ void __launch_bounds__(select_threads)
-    select_kernel(workspace_layout<T, Layout> ws, index_t tile_tokens, index_t num_kv_heads) {
-  using scan = cub::BlockScan<index_t, select_threads>;
-  __shared__ typename scan::TempStorage temp;
-  __shared__ unsigned int hist[radix_digits];
-  __shared__ radix_state st;
-  __shared__ index_t num_protected;
-
-  const index_t a = blockIdx.x;
-  const plan_segment seg = ws.segments[a];
-  const index_t n = seg.length, keep = seg.keep;
+__device__ void write_tile_table(const workspace_layout<T, Layout>& ws, index_t a, const selection& sel,
+                                 index_t tile_tokens, typename select_scan::TempStorage& temp) {
+  const index_t n = ws.segments[a].length;
   const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
-  const int t = threadIdx.x;
-
-  if (t == 0) {
-    st = radix_state{};
-    st.remaining = keep;
-    num_protected = 0;
-  }
-  __syncthreads();
-  if (keep <= 0) {  // budget 0: nothing is kept, so any protected token is one too many
-    index_t mine = 0;
-    for (index_t i = t; i < n; i += select_threads) mine += static_cast<index_t>(keys[i] >> 63);
-    index_t total;
-    scan(temp).ExclusiveSum(mine, mine, total);
-    if (t == 0) {
-      ws.selections[a] = selection::none();
-      if (total > 0)
-        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, total, keep);
-    }
-  } else if (keep >= n) {  // not planned as active; kept for completeness
-    if (t == 0) ws.selections[a] = selection::all(n);
-  } else {
-    for (bool first = true;; first = false) {
-      hist[t] = 0;
-      __syncthreads();
-      const radix_state now = st;
-      // Keys 4 at a time, all loaded before any is counted: a load followed at once by the
-      // shared atomic that takes it (which it might alias) would wait for each load in turn.
-      for (index_t i0 = t; i0 < n; i0 += 4 * select_threads) {
-        std::uint64_t key[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-          if (i0 + u * select_threads < n) key[u] = keys[i0 + u * select_threads];
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-          if (i0 + u * select_threads < n && radix_candidate(now, key[u])) atomicAdd(&hist[radix_digit(now, key[u])], 1u);
-      }
-      __syncthreads();
-      const int digit = radix_digits - 1 - t;  // thread t looks at the t-th largest digit
-      const index_t count = hist[digit];
-      index_t inclusive, total;
-      scan(temp).InclusiveSum(count, inclusive, total);
-      const index_t above = inclusive - count;
-      if (first && t == radix_digits / 2 - 1) num_protected = inclusive;  // digits 255..128
-      const bool chosen = radix_chosen(above, count, now.remaining);
-      __syncthreads();
-      if (chosen) radix_advance(st, digit, above, count);
-      __syncthreads();
-      if (st.done) break;
-    }
-    if (t == 0) {
-      ws.selections[a] = radix_result(st, keep);
-      if (num_protected > keep)
-        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, num_protected, keep);
-    }
-  }
-  __syncthreads();
-  const selection sel = ws.selections[a];  // written above by thread 0 of this block
-
-  // Kept slots per tile (one warp per tile), then an exclusive scan over the tiles.
   const index_t tiles = (n + tile_tokens - 1) / tile_tokens;
   std::int32_t* kept_before = ws.tile_kept_before + ws.tile_indptr[a];
-  const int warp = t / 32, lane = t % 32;
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
   for (index_t tile = warp; tile < tiles; tile += select_threads / 32) {
     const index_t begin = tile * tile_tokens, end = begin + tile_tokens < n ? begin + tile_tokens : n;
     int count = 0;
@@ -106,19 +43,108 @@ __global__ void __launch_bounds__(select_threads)
       ws.tile_done[ws.tile_indptr[a] + tile] = 0;
     }
   }
-  if (a == 0 && t == 0) ws.tile_done[ws.tile_indptr[gridDim.x]] = 0;  // the compaction's tile counter
   __syncthreads();
   index_t carry = 0;
   for (index_t base = 0; base < tiles; base += select_threads) {
     const index_t tile = base + t;
     const index_t count = tile < tiles ? kept_before[tile] : 0;
     index_t before, total;
-    scan(temp).ExclusiveSum(count, before, total);
+    select_scan(temp).ExclusiveSum(count, before, total);
     __syncthreads();  // every count of this chunk is read before any is overwritten
     if (tile < tiles) kept_before[tile] = static_cast<std::int32_t>(carry + before);
     carry += total;
     __syncthreads();
   }
+}
+
+/// The block's radix select of the `keep` largest of `n` keys (0 < keep < n; rank_bits.cuh, the
+/// steps the host reference takes), into `st`. `top_bit` receives how many keys have their top
+/// bit set (the first pass's digits 255..128: protected tokens). Keys are loaded 4 at a time,
+/// all before any is counted: a load followed at once by the shared atomic that takes it
+/// (which it might alias) would wait for each load in turn.
+template <class Key>
+__device__ void block_radix_select(const Key* keys, index_t n, index_t keep, unsigned int* hist,
+                                   basic_radix_state<Key>& st, typename select_scan::TempStorage& temp,
+                                   index_t& top_bit) {
+  const int t = threadIdx.x;
+  if (t == 0) {
+    st = basic_radix_state<Key>{};
+    st.remaining = keep;
+  }
+  for (bool first = true;; first = false) {
+    hist[t] = 0;
+    __syncthreads();
+    const basic_radix_state<Key> now = st;
+    for (index_t i0 = t; i0 < n; i0 += 4 * select_threads) {
+      Key key[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (i0 + u * select_threads < n) key[u] = keys[i0 + u * select_threads];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (i0 + u * select_threads < n && radix_candidate(now, key[u])) atomicAdd(&hist[radix_digit(now, key[u])], 1u);
+    }
+    __syncthreads();
+    const int digit = radix_digits - 1 - t;  // thread t looks at the t-th largest digit
+    const index_t count = hist[digit];
+    index_t inclusive, total;
+    select_scan(temp).InclusiveSum(count, inclusive, total);
+    const index_t above = inclusive - count;
+    if (first && t == radix_digits / 2 - 1) top_bit = inclusive;  // digits 255..128
+    const bool chosen = radix_chosen(above, count, now.remaining);
+    __syncthreads();
+    if (chosen) radix_advance(st, digit, above, count);
+    __syncthreads();
+    if (st.done) break;
+  }
+}
+
+template <class T, class Layout>
+__global__ void __launch_bounds__(select_threads)
+    select_kernel(workspace_layout<T, Layout> ws, index_t tile_tokens, index_t num_kv_heads) {
+  __shared__ typename select_scan::TempStorage temp;
+  __shared__ unsigned int hist[radix_digits];
+  __shared__ radix_state st;
+  __shared__ index_t num_protected;
+
+  const index_t a = blockIdx.x;
+  const plan_segment seg = ws.segments[a];
+  const index_t n = seg.length, keep = seg.keep;
+  const std::uint64_t* keys = ws.keys + ws.token_indptr[a];
+  const int t = threadIdx.x;
+  // Shared budgets: this is the head's floor, and the heads' competition checks the
+  // protected tokens (shared_heads.cuh).
+  const bool check_protected = !ws.share.on;
+
+  if (keep <= 0) {  // budget 0: nothing is kept, so any protected token is one too many
+    index_t mine = 0;
+    for (index_t i = t; i < n; i += select_threads) mine += static_cast<index_t>(keys[i] >> 63);
+    index_t total;
+    select_scan(temp).ExclusiveSum(mine, mine, total);
+    if (t == 0) {
+      ws.selections[a] = selection::none();
+      if (total > 0 && check_protected)
+        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, total, keep);
+    }
+  } else if (keep >= n) {  // not planned as active; kept for completeness
+    if (t == 0) ws.selections[a] = selection::all(n);
+  } else {
+    block_radix_select(keys, n, keep, hist, st, temp, num_protected);
+    if (t == 0) {
+      ws.selections[a] = radix_result(st, keep);
+      if (num_protected > keep && check_protected)
+        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, num_protected, keep);
+    }
+  }
+  __syncthreads();
+  const selection sel = ws.selections[a];  // written above by thread 0 of this block
+  if (ws.share.on) {  // the head's floor: above every key the heads then compete by
+    for (index_t i = t; i < n; i += select_threads)
+      if (sel.keeps(keys[i])) ws.shared_keys[ws.token_indptr[a] + i] = floor_kept_key;
+    return;
+  }
+  if (a == 0 && t == 0) ws.tile_done[ws.tile_indptr[gridDim.x]] = 0;  // the compaction's tile counter
+  write_tile_table(ws, a, sel, tile_tokens, temp);
 }
 
 }  // namespace kvcap::device::detail

@@ -27,6 +27,7 @@ struct workspace_limits {
   index_t head_dim = 0;
   index_t max_capacity = 0;  ///< most resident tokens of one head in any call (budget + max chunk)
   index_t max_window_rows = 0;  ///< window scorers: most window queries × GQA group of a view
+  bool share_heads = false;     ///< calls may share budgets across heads (compress_batch::share_heads)
 };
 
 /// A dropped token of a segment and its nearest kept slots (-1 and the segment's length:
@@ -63,6 +64,9 @@ struct workspace_layout {
   float* window_mass = nullptr;              // (tokens) attention mass of the window, idem
   dropped_token* dropped = nullptr;          // (tokens) a segment's dropped tokens in slot order, local reducers
   std::int32_t* claims = nullptr;            // (tokens) per slot: the first dropped token claiming it, idem
+  wide_key* shared_keys = nullptr;           // (tokens) with share: the keys heads compete by (shared_heads.cuh)
+  index_t* shared_lengths = nullptr;         // (segments) with share: each head's length afterwards, idem
+  sharing_rule share{};                      // the plan's (a value, not carved)
 };
 
 template <class T, layout Layout, class Carver>
@@ -96,6 +100,11 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
     ws.dropped = w.template take<dropped_token>(p.tokens);
     ws.claims = w.template take<std::int32_t>(p.tokens);
   }
+  if (p.share.on) {
+    ws.shared_keys = w.template take<wide_key>(p.tokens);
+    ws.shared_lengths = w.template take<index_t>(p.num_segments);
+  }
+  ws.share = p.share;
   return ws;
 }
 
@@ -155,6 +164,7 @@ constexpr status workspace_bound(const workspace_limits& limits, std::size_t& by
   p.tiles = segments * ((limits.max_capacity + p.tile_tokens - 1) / p.tile_tokens);
   p.max_length = limits.max_capacity;
   p.window_rows = limits.max_window_rows;
+  p.share.on = limits.share_heads;
   p.head_lengths = p.head_budgets = true;
   std::size_t per_head = 0, per_view = 0;
   if (const status s = workspace_bytes<T, Layout>(p, needs_of<Scorer, Reducer>, per_head); !s) return s;

@@ -1,0 +1,205 @@
+// tests/device/test_device_shared_heads.cpp — heads that share their view's budget
+// (compress_batch::share_heads), in the device algorithm's host reference (no GPU needed):
+// the shared rank key's order, a hand-checked kept set, the refusals, and agreement with the
+// host executor's budgets::head_adaptive over randomized batches. test_device_parity.cu runs
+// the same randomized cases on the kernels (a GPU, or the CPU SIMT emulator).
+
+#include <doctest/doctest.h>
+
+#include <kvcap/device/reference.cuh>
+
+#include "harness.hpp"
+#include "shared_heads_case.hpp"
+
+using namespace kvcap;
+using namespace kvcap_test;
+namespace dev = kvcap::device;
+
+TEST_CASE("shared rank keys order tokens by ranks_before, then by the smaller head") {
+  rng r(11);
+  const float scores[] = {0.f, -0.f, 1.f, -1.f, 2.5f, HUGE_VALF, -HUGE_VALF};
+  const std::int64_t indices[] = {0, 1, 2, 7, (std::int64_t{1} << 40) + 3, std::int64_t{1} << 62, -5};
+  for (int i = 0; i < 200000; ++i) {
+    const rank_key a{scores[r.between(0, 6)], indices[r.between(0, 6)], r.chance(0.2)};
+    const rank_key b{scores[r.between(0, 6)], indices[r.between(0, 6)], r.chance(0.2)};
+    const index_t head_a = r.between(0, 5), head_b = r.between(0, 5);
+    if (a.index == b.index && head_a == head_b) continue;  // one token: keys are unique in a view
+    const bool a_first = ranks_before(a, b) || (!ranks_before(b, a) && head_a < head_b);
+    const dev::wide_key ka = dev::encode_shared_rank(dev::encode_rank(a.is_protected, a.score, 0), a.index, head_a);
+    const dev::wide_key kb = dev::encode_shared_rank(dev::encode_rank(b.is_protected, b.score, 0), b.index, head_b);
+    REQUIRE(!(ka == kb));
+    REQUIRE((ka >= kb) == a_first);
+    REQUIRE(!(ka == dev::floor_kept_key));
+    REQUIRE(dev::floor_kept_key >= ka);
+  }
+  // The slot of the segment's key plays no part: only (protected, score) are taken from it.
+  CHECK(dev::encode_shared_rank(dev::encode_rank(false, 1.f, 0), 4, 1) ==
+        dev::encode_shared_rank(dev::encode_rank(false, 1.f, 9), 4, 1));
+}
+
+TEST_CASE("a radix select over wide keys keeps exactly the k largest") {
+  rng r(12);
+  for (int c = 0; c < 2000; ++c) {
+    const index_t n = r.between(0, 200);
+    std::vector<dev::wide_key> keys;
+    for (index_t i = 0; i < n; ++i)  // few distinct high words: the select must reach the low word
+      keys.push_back(r.chance(0.1) ? dev::floor_kept_key
+                                   : dev::wide_key{static_cast<std::uint64_t>(r.between(0, 2)) << 62,
+                                                   static_cast<std::uint64_t>(i) * 0x9E3779B97F4A7C15ull});
+    index_t top = 0;  // the sentinels tie: ask for at least all of them
+    for (const auto& k : keys) top += k == dev::floor_kept_key;
+    const index_t keep = r.between(top, n);
+    const auto sel = dev::reference::select(keys.data(), n, keep);
+    std::vector<dev::wide_key> sorted = keys;
+    std::sort(sorted.begin(), sorted.end(), [](dev::wide_key a, dev::wide_key b) { return !(b >= a); });
+    index_t kept = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const bool in_top = keep > 0 && keys[i] >= sorted[static_cast<std::size_t>(keep - 1)];
+      REQUIRE(sel.keeps(keys[i]) == in_top);
+      kept += sel.keeps(keys[i]);
+    }
+    REQUIRE(kept == keep);
+  }
+}
+
+namespace {
+
+/// Two heads of six tokens (dim 1, key_norm: the smaller |k| is kept), the keys chosen for
+/// ties across heads. Returns each head's kept logical indices.
+std::vector<std::vector<std::int64_t>> hand_case(double fraction, index_t budget) {
+  using T = float;
+  host_image<T, layouts::nhd> img;
+  rng r(1);
+  arrange(img, r, 6, 2, 1);
+  const float k[2][6] = {{5, 1, 6, 2, 7, 3}, {5, 5, 4, 9, 4, 9}};
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < 6; ++tok) {
+      img.view.meta_at(tok, head).index = tok;
+      img.view.k[img.view.mapping(tok, head)] = k[head][tok];
+    }
+  img.view.length = 6;
+  const std::vector<layer_view<T, layouts::nhd>> views{img.view};
+  const std::vector<index_t> budgets{budget};
+  std::vector<index_t> out(2, -1);
+  dev::compress_batch<T, layouts::nhd> batch{views, budgets};
+  batch.share_heads = dev::head_sharing{fraction};
+  batch.head_lengths_device_out = out.data();
+  const dev::compress_policies<scorers::key_norm> policies{};
+  std::size_t bytes = 0;
+  REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
+  std::vector<std::byte> temp(bytes);
+  REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
+  std::vector<std::vector<std::int64_t>> kept(2);
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < out[head]; ++tok) kept[head].push_back(img.view.meta_at(tok, head).index);
+  return kept;
+}
+
+}  // namespace
+
+TEST_CASE("heads that share a budget: hand-checked kept sets") {
+  using kept = std::vector<std::vector<std::int64_t>>;
+  // Budget 3 a head, 6 in all. Floor ⌊3 · 0.34⌋ = 1: head 0 keeps token 1 (|k| 1), head 1
+  // token 2 (|k| 4, tied with token 4: the smaller index). The other 4 go to the best of the
+  // rest: head 0's tokens 3 and 5 (|k| 2, 3), head 1's token 4 (|k| 4), then three at |k| 5:
+  // head 0's and head 1's token 0 (the same index: the smaller head) before head 1's token 1.
+  CHECK(hand_case(0.34, 3) == kept{{0, 1, 3, 5}, {2, 4}});
+  // No floor: the 6 best overall, the same set here.
+  CHECK(hand_case(0.0, 3) == kept{{0, 1, 3, 5}, {2, 4}});
+  // A floor of the whole budget is a uniform budget: 3 each (head 1: |k| 4, 4, then token 0).
+  CHECK(hand_case(1.0, 3) == kept{{1, 3, 5}, {0, 2, 4}});
+  // Budget 1, floor 0: the two best, both in head 0.
+  CHECK(hand_case(0.5, 1) == kept{{1, 3}, {}});
+  // A budget that holds every token keeps all.
+  CHECK(hand_case(0.25, 6) == kept{{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}});
+}
+
+TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves") {
+  using T = float;
+  host_image<T, layouts::nhd> img;
+  rng r(3);
+  arrange(img, r, 8, 2, 2);
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < 8; ++tok) {
+      img.view.meta_at(tok, head).index = tok;
+      img.view.k[img.view.mapping(tok, head)] = static_cast<T>(r.normal());
+    }
+  img.view.length = 8;
+  const std::vector<layer_view<T, layouts::nhd>> views{img.view};
+  std::vector<index_t> budgets{4}, out(2, -1), head_budgets{4, 4}, lengths_out(1);
+  const dev::compress_policies<scorers::key_norm> policies{};
+  dev::status last;
+  const auto refused = [&](const dev::compress_batch<T, layouts::nhd>& b, dev::errc code, const std::string& argument) {
+    const auto k = img.k, v = img.v;
+    std::size_t bytes = 1 << 20;
+    std::vector<std::byte> temp(bytes);
+    last = dev::reference::compress(temp.data(), bytes, b, policies);
+    CHECK(last.code == code);
+    CHECK(std::string(last.argument ? last.argument : "") == argument);
+    CHECK(img.k == k);
+    CHECK(img.v == v);
+    CHECK(out == std::vector<index_t>(2, -1));  // no length written either
+  };
+  dev::compress_batch<T, layouts::nhd> b{views, budgets};
+  b.share_heads = dev::head_sharing{0.25};
+  refused(b, dev::errc::invalid_argument, "head_lengths_device_out (device memory, with share_heads)");
+  b.head_lengths_device_out = out.data();
+  for (const double bad : {-0.1, 1.5, std::nan("")}) {
+    b.share_heads = dev::head_sharing{bad};
+    refused(b, dev::errc::invalid_argument, "share_heads->min_head_fraction (a fraction in [0, 1])");
+  }
+  b.share_heads = dev::head_sharing{0.25};
+  b.head_budgets = head_budgets;
+  refused(b, dev::errc::invalid_argument, "head_budgets (none when heads share budgets: share_heads)");
+  b.head_budgets = {};
+  b.lengths_out = lengths_out;
+  refused(b, dev::errc::invalid_argument,
+          "lengths_out, head_lengths_out (none with share_heads: head_lengths_device_out)");
+  b.lengths_out = {};
+  // Protected tokens the shared budget cannot hold: 3 a head, budget 2 (4 in all), floor 0.
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < 3; ++tok) img.view.meta_at(tok, head).is_protected = true;
+  budgets[0] = 2;
+  b.share_heads = dev::head_sharing{0.0};
+  refused(b, dev::errc::budget_below_protected, "budgets[] (protected tokens resident)");
+  CHECK(last.at == 0);
+  CHECK(last.expected == 6);
+  CHECK(last.received == 4);
+}
+
+namespace {
+
+/// shared_heads_case's executor: the reference, in place on the host images.
+struct reference_executor {
+  template <class T, class Layout, class Policies>
+  std::vector<index_t> operator()(std::vector<host_image<T, Layout>>& /*images*/, dev::compress_batch<T, Layout> batch,
+                                  const Policies& policies) const {
+    std::vector<index_t> out(batch.views.size() * static_cast<std::size_t>(batch.views[0].mapping.num_heads), -1);
+    batch.head_lengths_device_out = out.data();
+    std::size_t bytes = 0;
+    REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
+    std::vector<std::byte> temp(bytes);
+    const dev::status s = dev::reference::compress(temp.data(), bytes, batch, policies);
+    INFO("status ", std::string(dev::to_string(s.code)), " ", std::string(s.argument ? s.argument : ""), " at ", s.at);
+    REQUIRE(s.ok());
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive budget keeps", Layout, layouts::nhd,
+                   layouts::paged_hnd, layouts::varlen) {
+  rng r(700 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  shared_case_counts counts;
+  for (int c = 0; c < 60; ++c) {
+    counts += shared_heads_case<Layout, scorers::key_norm>(r, reference_executor{});
+    counts += shared_heads_case<Layout, scorers::recency>(r, reference_executor{});
+    counts += shared_heads_case<Layout, scorers::key_diff>(r, reference_executor{});
+    counts += shared_heads_case<Layout, scorers::temporal_redundancy>(r, reference_executor{});
+    counts += shared_heads_case<Layout, scorers::blend<scorers::key_norm, scorers::value_norm>>(r, reference_executor{});
+    counts += shared_heads_case<Layout, scorers::key_norm, reducers::merge>(r, reference_executor{});
+  }
+  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
+  CHECK(counts.unequal_heads > 100);  // the heads did take different shares
+}
