@@ -296,6 +296,13 @@ struct grid {
   std::string budget_policy = "uniform";
   double head_floor = 0.2;
   bool has(const std::string& mode) const { return std::find(modes.begin(), modes.end(), mode) != modes.end(); }
+  /// The CSV's head_floor: the fraction a head keeps at least when heads share a budget.
+  std::string floor_label() const {
+    if (budget_policy == "uniform") return "-";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", head_floor);
+    return text;
+  }
 };
 
 grid read_grid(const args& a) {
@@ -305,14 +312,14 @@ grid read_grid(const args& a) {
 }
 
 void csv_header(const char* task_columns, const char* value_columns) {
-  std::printf("task,doc,%s,mode,scorer,reducer,budget_policy,budget,chunk,prompt_tokens,peak_kv_bytes,formula_kv_bytes,full_kv_bytes,prefill_s,kvcap_s,"
+  std::printf("task,doc,%s,mode,scorer,reducer,budget_policy,head_floor,budget,chunk,prompt_tokens,peak_kv_bytes,formula_kv_bytes,full_kv_bytes,prefill_s,kvcap_s,"
               "metric,%s\n",
               task_columns, value_columns);
   std::fflush(stdout);
 }
 
 struct run_row {
-  std::string mode, scorer = "-", reducer = "-", budget_policy = "-";
+  std::string mode, scorer = "-", reducer = "-", budget_policy = "-", head_floor = "-";
   long long budget = 0, chunk = 0;
   std::size_t peak = 0, formula = 0;
   prefill_stats stats{};
@@ -320,9 +327,9 @@ struct run_row {
 
 void print_row(const char* task, const std::string& doc, const std::string& task_values, const run_row& r,
                index_t prompt, std::size_t full_bytes, const char* metric, const std::string& value) {
-  std::printf("%s,%s,%s,%s,%s,%s,%s,%lld,%lld,%lld,%zu,%zu,%zu,%.3f,%.3f,%s,%s\n", task,
+  std::printf("%s,%s,%s,%s,%s,%s,%s,%s,%lld,%lld,%lld,%zu,%zu,%zu,%.3f,%.3f,%s,%s\n", task,
               std::filesystem::path(doc).filename().c_str(), task_values.c_str(), r.mode.c_str(), r.scorer.c_str(),
-              r.reducer.c_str(), r.budget_policy.c_str(), r.budget, r.chunk, (long long)prompt, r.peak, r.formula, full_bytes, r.stats.seconds,
+              r.reducer.c_str(), r.budget_policy.c_str(), r.head_floor.c_str(), r.budget, r.chunk, (long long)prompt, r.peak, r.formula, full_bytes, r.stats.seconds,
               r.stats.kvcap_seconds, metric, value.c_str());
   std::fflush(stdout);
 }
@@ -365,7 +372,7 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
                                    .question = question_queries};
             const auto store = make_store(shape, o);
             run_row r{.mode = "online", .scorer = scorer, .reducer = reducer, .budget_policy = g.budget_policy,
-                      .budget = budget, .chunk = chunk};
+                      .head_floor = g.floor_label(), .budget = budget, .chunk = chunk};
             const auto last = e.prefill(ids, meta, *store, static_cast<index_t>(chunk), &r.stats);
             r.stats.seconds += prepass_seconds(scorer);
             r.peak = store->bytes();
@@ -379,7 +386,7 @@ void run_grid(const loaded_model& m, const grid& g, std::span<const std::int32_t
                                  .oracle = true, .prompt_tokens = full_len, .question = question_queries};
           const auto store = make_store(shape, o);
           run_row r{.mode = "oracle", .scorer = scorer, .reducer = reducer, .budget_policy = g.budget_policy,
-                    .budget = budget, .chunk = 0};
+                    .head_floor = g.floor_label(), .budget = budget, .chunk = 0};
           const auto t0 = std::chrono::steady_clock::now();
           store->replay(full);
           r.stats.seconds = fr.stats.seconds + prepass_seconds(scorer) +

@@ -34,6 +34,9 @@ def read(path):
         # How the budget is shared over a layer's kv-heads; absent in CSVs from before the
         # column, which all ran with a uniform budget ('-' for the full cache).
         r["budget_policy"] = r.get("budget_policy") or "uniform"
+        # The floor a head keeps under head_adaptive; absent in CSVs from before the column,
+        # whose head-adaptive runs all used the default, 0.2.
+        r["head_floor"] = r.get("head_floor") or ("0.20" if r["budget_policy"] == "head_adaptive" else "-")
         rows.append(r)
     return comments, rows
 
@@ -51,6 +54,11 @@ def read_all(paths):
 def uniform(rows):
     """The runs with every kv-head at the budget, and the full cache."""
     return [r for r in rows if r["budget_policy"] in ("uniform", "-")]
+
+
+def policy_label(r):
+    """The budget policy of a run, with its floor when it has one."""
+    return r["budget_policy"] if r["head_floor"] in ("-", "") else f"{r['budget_policy']} (floor {r['head_floor']})"
 
 
 def label(r):
@@ -221,18 +229,21 @@ def budget_policy_section(rows, md):
     acc = collections.defaultdict(list)
     for r in rows:
         if r["mode"] != "full":
-            key = (r["budget_policy"], r["mode"], r["scorer"], r["reducer"], int(r["budget"]), int(r["chunk"]))
+            key = (policy_label(r), r["mode"], r["scorer"], r["reducer"], int(r["budget"]), int(r["chunk"]))
             acc[key].append((r["doc"], r["depth"], r["trial"], int(r["value"])))
     others = sorted({k[0] for k in acc if k[0] != "uniform"})
     if not others:
         return
     md.append("### Budgets shared across a layer's heads\n")
     md.append("`--budget-policy head_adaptive`: a layer's 3 kv-heads share budget x 3 tokens by score, each "
-              "keeping at least a fifth of the budget (`budgets::head_adaptive` over `layouts::varlen`; the "
-              "engine's attention reads each head's own length; `smollm2 passkey ... --budget-policy head_adaptive`, "
-              "`run_engine_eval.sh` section 2). Same prompts as above; each cell is uniform -> head-adaptive, correct "
-              "answers out of the prompts.\n")
+              "keeping at least its floor, `--head-floor` times the budget (`budgets::head_adaptive` over "
+              "`layouts::varlen`; the engine's attention reads each head's own length; `smollm2 passkey ... "
+              "--budget-policy head_adaptive --head-floor F`, `run_engine_eval.sh` section 2). A floor of 1 is the "
+              "uniform budget, bit for bit (`tests/smollm2/test_engine.cpp`). Same prompts as above; each cell is "
+              "uniform -> head-adaptive, correct answers out of the prompts.\n")
+    explained = False
     for policy in others:
+        md.append(f"**{policy}**\n")
         configs = sorted({k[1:4] + (k[5],) for k in acc if k[0] == policy})
         budgets = sorted({k[4] for k in acc if k[0] == policy})
         md.append("| scorer | reducer | mode | chunk | " + " | ".join(f"budget {b}" for b in budgets) + " |")
@@ -253,10 +264,14 @@ def budget_policy_section(rows, md):
         # The answers the policy loses: wrong where the uniform run on the same prompt was right.
         run = lambda r: (r["mode"], r["scorer"], r["reducer"], r["budget"], r["chunk"], r["doc"], r["depth"], r["trial"])  # noqa: E731
         right = {run(r) for r in rows if r["budget_policy"] == "uniform" and r["value"] == "1"}
-        lost = [(r["passkey"], r["answer"].strip()) for r in rows if r["budget_policy"] == policy
+        lost = [(r["passkey"], r["answer"].strip()) for r in rows if policy_label(r) == policy
                 and r["value"] == "0" and r["scorer"].startswith("snapkv") and run(r) in right]
         digits = [a for p, a in lost if a[:3] == p[:3]]
-        if lost:
+        if lost and explained:
+            md.append(f"Of the {len(lost)} snapkv answers that {policy} budgets lose, {len(digits)} begin with the "
+                      "passkey's first three digits.\n")
+        elif lost:
+            explained = True
             md.append(f"Of the {len(lost)} snapkv answers that {policy} budgets lose (right with uniform budgets on the "
                       f"same prompt, wrong with these), {len(digits)} begin with the "
                       f"passkey's first three digits and then drop, change or repeat one (e.g. "

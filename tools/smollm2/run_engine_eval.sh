@@ -2,7 +2,7 @@
 # Reproduces docs/results/engine.md: fetches the weights, builds the engine, runs the quality
 # grids (next-token loss, passkey retrieval), the KV-cap demo, and renders tables + plots.
 #   bash tools/smollm2/run_engine_eval.sh [out-dir (default build/engine)]
-# About 45 minutes on 2 cores. SMOLLM2=path/to/smollm2 uses an existing binary.
+# About 60 minutes on 2 cores. SMOLLM2=path/to/smollm2 uses an existing binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-build/engine}"
@@ -29,14 +29,20 @@ scorers=recency,key_diff,snapkv,window+key_diff
 "$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --trials 2 \
   --scorers key_diff,snapkv,snapkv@question --budget-policy head_adaptive --modes online,oracle \
   > "$out/passkey_heads.csv"
+#    And with other floors (each head keeps at least floor x budget; 1 would be uniform).
+for floor in 0 0.5; do
+  "$SMOLLM2" passkey --tokens 2048 --budgets 256,512,1024 --chunks 256 --trials 2 \
+    --scorers key_diff,snapkv,snapkv@question --budget-policy head_adaptive --head-floor $floor --modes online,oracle \
+    > "$out/passkey_heads_floor$floor.csv"
+done
 # 3. The KV-cap demo (the example's default run).
 "$SMOLLM2" demo > "$out/demo.txt"
 # 4. Prefill speed with and without kvcap, interleaved in one process.
 "$SMOLLM2" speed --tokens 3072 --chunk 512 --budget 1024 --reps 3 > "$out/speed.csv"
 py=python3; python3 -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3  # apt python3-matplotlib
 "$py" tools/smollm2/plot_engine.py --ppl "$out/ppl.csv" "$out/ppl_chunks.csv" "$out/ppl_merge.csv" \
-  --passkey "$out/passkey.csv" "$out/passkey_heads.csv" --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
+  --passkey "$out/passkey.csv" "$out/passkey_heads.csv" "$out"/passkey_heads_floor*.csv --demo "$out/demo.txt" --speed "$out/speed.csv" --out docs/results
 mkdir -p docs/results/engine/raw
-cp "$out"/ppl.csv "$out"/ppl_chunks.csv "$out"/ppl_merge.csv "$out"/passkey.csv "$out"/passkey_heads.csv \
+cp "$out"/ppl.csv "$out"/ppl_chunks.csv "$out"/ppl_merge.csv "$out"/passkey.csv "$out"/passkey_heads*.csv \
   "$out"/speed.csv "$out"/demo.txt \
   docs/results/engine/raw/
