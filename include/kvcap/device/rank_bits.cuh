@@ -28,6 +28,8 @@ namespace kvcap::device {
 inline constexpr int slot_bits = 31;
 /// Slots per segment the key can tell apart: capacities must stay below this.
 inline constexpr index_t max_segment_slots = index_t{1} << slot_bits;
+/// The bits of a key that hold its slot.
+inline constexpr auto slot_mask = static_cast<std::uint64_t>(max_segment_slots - 1);
 
 KVCAP_HOST_DEVICE inline std::uint32_t float_bits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -55,7 +57,7 @@ KVCAP_HOST_DEVICE inline std::uint64_t encode_rank(bool is_protected, float scor
 
 /// The slot a key was made for.
 KVCAP_HOST_DEVICE constexpr index_t decode_slot(std::uint64_t key) {
-  return (max_segment_slots - 1) - static_cast<index_t>(key & static_cast<std::uint64_t>(max_segment_slots - 1));
+  return (max_segment_slots - 1) - static_cast<index_t>(key & slot_mask);
 }
 
 /// A 128-bit unsigned key, `hi` the upper word, with the operations the radix select takes
@@ -83,7 +85,6 @@ struct wide_key {
 ///     hi  [63] protected  [62..31] score  [30..0] bits 63..33 of ~(index ^ 2^63)
 ///     lo  [63..31] its bits 32..0  [30..0] (2^31 − 1) − head
 KVCAP_HOST_DEVICE constexpr wide_key encode_shared_rank(std::uint64_t rank, std::int64_t index, index_t head) {
-  constexpr auto slot_mask = static_cast<std::uint64_t>(max_segment_slots - 1);
   const std::uint64_t later = ~(static_cast<std::uint64_t>(index) ^ (std::uint64_t{1} << 63));  // reversed order
   return {(rank & ~slot_mask) | (later >> 33),
           (later << 31) | static_cast<std::uint64_t>((max_segment_slots - 1) - head)};
@@ -119,6 +120,15 @@ struct basic_selection {
 };
 /// A segment's kept set, over its 64-bit rank keys.
 using selection = basic_selection<std::uint64_t>;
+
+/// A decision made elsewhere (the heads' competition, shared_heads.cuh) carried by the rank
+/// keys: the key with its top bit set when kept and cleared when not (its slot bits as they
+/// were), and the selection that keeps exactly the keys so marked, so that the reducer and the
+/// compaction read the decision as any selection.
+KVCAP_HOST_DEVICE constexpr std::uint64_t mark_kept(std::uint64_t rank, bool kept) {
+  return (rank & slot_mask) | (static_cast<std::uint64_t>(kept) << 63);
+}
+KVCAP_HOST_DEVICE constexpr selection marked_selection(index_t kept) { return {1, 63, 0, kept}; }
 
 inline constexpr int radix_bits = 8;
 inline constexpr int radix_digits = 1 << radix_bits;

@@ -2,7 +2,8 @@
 // kvcap/device/reference.cuh — the device algorithm, stage for stage, on the CPU.
 //
 // Same plan, same workspace carve, same score contexts and rank keys, the same metadata
-// checks, the same radix-select steps (and the same competition of heads that share a budget), the same reducer (its slot-order walk on one thread:
+// checks, the same radix-select steps (and the same competition of heads that share a
+// budget), the same reducer (its slot-order walk on one thread:
 // the device's rounds for a local reducer end the same, reduce_rounds.cuh) and the same tiled
 // compaction (each tile stages its moving rows, then writes them), run sequentially over host
 // memory. It exists so that the algorithm itself (not its CUDA realisation) is tested on any machine against the host
@@ -10,9 +11,9 @@
 // compiler, no CUDA. (It stages rows in a std::vector: it is a test oracle, not a per-chunk
 // path.)
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -168,7 +169,6 @@ void tile_table(const workspace_layout<T, Layout>& ws, const plan_totals& p, ind
 template <class T, layout Layout>
 void share_heads(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
   index_t* const head_lengths_out = ws.shared_lengths;
-  constexpr auto slot_mask = static_cast<std::uint64_t>(max_segment_slots - 1);
   const index_t heads = p.num_kv_heads;
   const auto extent_of = [&](index_t segment) {
     return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, heads, segment, ws.share);
@@ -196,10 +196,10 @@ void share_heads(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
       index_t kept = 0;
       for (index_t i = ws.token_indptr[a]; i < ws.token_indptr[a + 1]; ++i) {
         const bool keeps = sel.keeps(ws.shared_keys[i]);
-        ws.keys[i] = (ws.keys[i] & slot_mask) | (static_cast<std::uint64_t>(keeps) << 63);
+        ws.keys[i] = mark_kept(ws.keys[i], keeps);
         kept += keeps;
       }
-      ws.selections[a] = {1, 63, 0, kept};
+      ws.selections[a] = marked_selection(kept);
       head_lengths_out[first + ws.segments[a].head] = kept;
       tile_table(ws, p, a, ws.selections[a]);
     }

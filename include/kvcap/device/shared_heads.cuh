@@ -43,7 +43,6 @@ __global__ void __launch_bounds__(select_threads)
   __shared__ unsigned int hist[radix_digits];
   __shared__ basic_radix_state<wide_key> st;
   __shared__ index_t top_bit;
-  constexpr auto slot_mask = static_cast<std::uint64_t>(max_segment_slots - 1);
   const int t = threadIdx.x;
   if (blockIdx.x == 0 && t == 0 && num_active > 0) ws.tile_done[ws.tile_indptr[num_active]] = 0;  // tile counter
   const auto extent_of = [&](index_t segment) {
@@ -92,11 +91,11 @@ __global__ void __launch_bounds__(select_threads)
       index_t kept_mine = 0, kept = 0;
       for (index_t i = t; i < len; i += select_threads) {
         const bool keeps = sel.keeps(ws.shared_keys[at + i]);
-        ws.keys[at + i] = (ws.keys[at + i] & slot_mask) | (static_cast<std::uint64_t>(keeps) << 63);
+        ws.keys[at + i] = mark_kept(ws.keys[at + i], keeps);
         kept_mine += keeps ? 1 : 0;
       }
       select_scan(temp).ExclusiveSum(kept_mine, ignored, kept);
-      const selection decided{1, 63, 0, kept};  // keeps exactly the keys with the top bit set
+      const selection decided = marked_selection(kept);
       if (t == 0) {
         ws.selections[a] = decided;
         head_lengths_out[first + ws.segments[a].head] = kept;
