@@ -405,46 +405,64 @@ std::vector<std::vector<float>> window_scores_before_compress(const Request& q, 
 }
 
 /// Window scorers (window mass equal to float rounding, not bit for bit): compares the kept
-/// set of `got` with the host's (`expected`) per head, both compressed from `before`. They
-/// may differ only by tokens whose host scores lie within `tol` of the score of the host's
-/// last kept unprotected token; `got` must hold its kept tokens in ascending order with the
-/// bytes they had in `before`. Counts the near-tie swaps in `near_ties`. "" when all holds.
+/// set of `got` (`got_lengths` a head) with the host's (`expected`, `expected_lengths`), both
+/// compressed from `before`. Each head of `got` must hold its kept tokens in ascending order
+/// with the bytes they had in `before`. The kept sets may differ only by tokens whose host
+/// scores lie within `tol` of a cutoff: the score of the host's last kept unprotected token in
+/// their head, or, when the heads share the view's budget (`shared`), in any head of the view
+/// (the competition across heads cuts at one of those), whose totals must then agree. Counts
+/// the near-tie swaps in `near_ties`. "" when all holds.
 template <class T, layout A, layout B, layout C>
 std::string compare_kept_near_ties(const layer_view<T, A>& before, std::span<const index_t> lengths_before,
                                    const std::vector<std::vector<float>>& scores, const layer_view<T, B>& expected,
-                                   const layer_view<T, C>& got, std::span<const index_t> lengths, float tol,
-                                   index_t& near_ties) {
+                                   std::span<const index_t> expected_lengths, const layer_view<T, C>& got,
+                                   std::span<const index_t> got_lengths, bool shared, float tol, index_t& near_ties) {
   const index_t heads = before.mapping.num_heads, dim = before.mapping.head_dim;
+  const auto kept_indices = [](const auto& view, index_t head, index_t length) {
+    std::vector<std::int64_t> indices;
+    for (index_t tok = 0; tok < length; ++tok) indices.push_back(view.meta_at(tok, head).index);
+    return indices;
+  };
+  std::vector<std::vector<std::int64_t>> want, have;
+  std::vector<float> cutoffs;  // a head's: the host's last kept unprotected score (none: +inf)
   for (index_t head = 0; head < heads; ++head) {
-    const auto where = " at head " + std::to_string(head);
-    std::vector<std::int64_t> want, have;
-    for (index_t tok = 0; tok < lengths[head]; ++tok)
-      want.push_back(expected.meta_at(tok, head).index), have.push_back(got.meta_at(tok, head).index);
+    want.push_back(kept_indices(expected, head, expected_lengths[head]));
+    have.push_back(kept_indices(got, head, got_lengths[head]));
     // got: a stable compaction of `before`, rows unchanged.
     index_t from = 0;
-    for (index_t tok = 0; tok < lengths[head]; ++tok) {
-      while (from < lengths_before[head] && before.meta_at(from, head).index != have[tok]) ++from;
-      if (from == lengths_before[head]) return "kept token not found in order" + where;
+    for (index_t tok = 0; tok < got_lengths[head]; ++tok) {
+      while (from < lengths_before[head] && before.meta_at(from, head).index != have[head][tok]) ++from;
+      if (from == lengths_before[head]) return "kept token not found in order at head " + std::to_string(head);
       if (!(before.meta_at(from, head) == got.meta_at(tok, head)) ||
           std::memcmp(before.k + before.mapping(from, head), got.k + got.mapping(tok, head), dim * sizeof(T)) != 0 ||
           std::memcmp(before.v + before.mapping(from, head), got.v + got.mapping(tok, head), dim * sizeof(T)) != 0)
-        return "kept row changed" + where + " slot " + std::to_string(tok);
+        return "kept row changed at head " + std::to_string(head) + " slot " + std::to_string(tok);
     }
-    if (want == have) continue;
     float cutoff = HUGE_VALF;
-    for (index_t from_slot = 0; from_slot < lengths_before[head]; ++from_slot) {
-      const token_meta& m = before.meta_at(from_slot, head);
-      if (!m.is_protected && std::find(want.begin(), want.end(), m.index) != want.end())
-        cutoff = std::min(cutoff, scores[head][from_slot]);
+    for (index_t slot = 0; slot < lengths_before[head]; ++slot) {
+      const token_meta& m = before.meta_at(slot, head);
+      if (!m.is_protected && std::find(want[head].begin(), want[head].end(), m.index) != want[head].end())
+        cutoff = std::min(cutoff, scores[head][slot]);
     }
+    cutoffs.push_back(cutoff);
+  }
+  if (shared && std::accumulate(expected_lengths.begin(), expected_lengths.end(), index_t{0}) !=
+                    std::accumulate(got_lengths.begin(), got_lengths.end(), index_t{0}))
+    return "the view's kept totals differ";
+  for (index_t head = 0; head < heads; ++head) {
+    if (!shared && got_lengths[head] != expected_lengths[head])
+      return "lengths differ at head " + std::to_string(head);
+    if (want[head] == have[head]) continue;
     for (index_t slot = 0; slot < lengths_before[head]; ++slot) {
       const std::int64_t index = before.meta_at(slot, head).index;
-      const bool in_want = std::find(want.begin(), want.end(), index) != want.end();
-      const bool in_have = std::find(have.begin(), have.end(), index) != have.end();
+      const bool in_want = std::find(want[head].begin(), want[head].end(), index) != want[head].end();
+      const bool in_have = std::find(have[head].begin(), have[head].end(), index) != have[head].end();
       if (in_want == in_have) continue;
-      if (!(std::fabs(scores[head][slot] - cutoff) <= tol))
-        return "kept sets differ" + where + " at index " + std::to_string(index) + " (score " +
-               std::to_string(scores[head][slot]) + ", cutoff " + std::to_string(cutoff) + ")";
+      const float score = scores[head][slot];
+      const auto near = [&](float cutoff) { return std::fabs(score - cutoff) <= tol; };
+      if (!(shared ? std::any_of(cutoffs.begin(), cutoffs.end(), near) : near(cutoffs[head])))
+        return "kept sets differ at head " + std::to_string(head) + " at index " + std::to_string(index) +
+               " (score " + std::to_string(score) + ", cutoff " + std::to_string(cutoffs[head]) + ")";
       ++near_ties;
     }
   }

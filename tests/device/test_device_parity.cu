@@ -95,8 +95,8 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
     REQUIRE(lengths_out[i] == host_view.length);
     index_t near_ties = 0;
     if (!scores.empty())  // kept sets equal up to near-ties; kept rows intact and in order
-      REQUIRE(compare_kept_near_ties(before[i].view, lengths_before, scores, expected[i].view, got[i].view, lengths,
-                                     1e-4f, near_ties) == "");
+      REQUIRE(compare_kept_near_ties(before[i].view, lengths_before, scores, expected[i].view, lengths, got[i].view,
+                                     lengths, false, 1e-4f, near_ties) == "");
     if (near_ties > 0) continue;
     REQUIRE(compare_tokens(expected[i].view, got[i].view, lengths) == "");
     REQUIRE(compare_storage(expected[i], got[i]) == "");
@@ -368,6 +368,16 @@ struct device_executor {
       views.push_back(on_device.back()->view);
     }
     batch.views = views;
+    std::vector<std::unique_ptr<device_buffer>> window_memory;  // the same queries, in device memory
+    std::vector<kv_tensor<const T>> windows(batch.windows.begin(), batch.windows.end());
+    for (auto& w : windows) {
+      if (w.data == nullptr) continue;
+      const std::size_t bytes = static_cast<std::size_t>(w.size()) * sizeof(T);
+      window_memory.push_back(std::make_unique<device_buffer>(mr, bytes));
+      KVCAP_TEST_CUDA(cudaMemcpy(window_memory.back()->data, w.data, bytes, cudaMemcpyHostToDevice));
+      w.data = static_cast<const T*>(window_memory.back()->data);
+    }
+    batch.windows = windows;
     std::vector<index_t> out(views.size() * static_cast<std::size_t>(views[0].mapping.num_heads), -1);
     device_buffer out_memory(mr, out.size() * sizeof(index_t));
     KVCAP_TEST_CUDA(cudaMemcpy(out_memory.data, out.data(), out.size() * sizeof(index_t), cudaMemcpyHostToDevice));
@@ -412,6 +422,30 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive
     counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec, 2500, 800);
   }
   MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
+  CHECK(counts.unequal_heads > 0);
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
+TEST_CASE_TEMPLATE("heads that share a budget keep what the host keeps by window attention (to near-ties)" *
+                       doctest::skip(no_gpu()),
+                   Layout, layouts::nhd, layouts::paged_hnd, layouts::varlen) {
+  // SnapKV's observation window over shared budgets (GQA 1-4, causal tails and proxies, float
+  // and half): the window mass is the host's to rounding, so near-tied tokens may change sides,
+  // also between heads; every other token, every kept row and each view's total must agree,
+  // and a view without such a swap is compared exactly (shared_heads_case.hpp).
+  rng r(31 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const device_executor exec{stream};
+  shared_case_counts counts;
+  for (int c = 0; c < scaled(60); ++c) {
+    counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 40, 30, 1e-4f);
+    counts += shared_heads_case<Layout, scorers::observation_window, reducers::evict, __half>(r, exec, 40, 30, 1e-4f);
+  }
+  for (int c = 0; c < scaled(2); ++c)
+    counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 1500, 600, 1e-4f);
+  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads; ",
+          counts.near_ties, " near-tie swaps, in ", counts.moved_between_heads, " views between heads");
   CHECK(counts.unequal_heads > 0);
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }

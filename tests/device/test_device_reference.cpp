@@ -828,8 +828,8 @@ case_counts reference_matches_host(rng& r, const case_limits& limits = {}) {
     if (scores.empty()) {
       REQUIRE(compare_tokens(host_view, images[i].view, lengths) == "");
     } else {
-      REQUIRE(compare_kept_near_ties(before.view, lengths_before, scores, host_view, images[i].view, lengths,
-                                     window_score_tolerance, near_ties) == "");
+      REQUIRE(compare_kept_near_ties(before.view, lengths_before, scores, host_view, lengths, images[i].view, lengths,
+                                     false, window_score_tolerance, near_ties) == "");
       counts.near_ties += near_ties;
     }
     if (near_ties == 0) {  // and nothing else written: other heads, pages, gaps, what is left behind

@@ -203,3 +203,77 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive
   MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
   CHECK(counts.unequal_heads > 100);  // the heads did take different shares
 }
+
+namespace {
+
+/// `img`: `before` (2 heads of 4 tokens, dim 1, logical indices 0-3) with each head compacted
+/// to the tokens of `kept` that it holds, in order.
+void kept_image(const host_image<float, layouts::nhd>& before, const std::vector<std::vector<std::int64_t>>& kept,
+                host_image<float, layouts::nhd>& img) {
+  clone(before, img);
+  for (index_t head = 0; head < 2; ++head) {
+    index_t dst = 0;
+    for (index_t tok = 0; tok < 4; ++tok) {
+      if (std::find(kept[head].begin(), kept[head].end(), tok) == kept[head].end()) continue;
+      img.view.k[img.view.mapping(dst, head)] = before.view.k[before.view.mapping(tok, head)];
+      img.view.v[img.view.mapping(dst, head)] = before.view.v[before.view.mapping(tok, head)];
+      img.view.meta_at(dst++, head) = before.view.meta_at(tok, head);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("near-ties across heads: the comparison of window-scored kept sets") {
+  // The host keeps tokens 0, 1 of each head. Head 1's token 1 (0.5 + 2e-6) is the host's last
+  // kept; head 0's token 2 (0.5) is the next. A device that rounds them the other way keeps
+  // 3 tokens in head 0 and 1 in head 1: with shared budgets a near-tie swap between heads.
+  host_image<float, layouts::nhd> before;
+  rng r(5);
+  arrange(before, r, 4, 2, 1);
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < 4; ++tok) {
+      before.view.meta_at(tok, head).index = tok;
+      before.view.k[before.view.mapping(tok, head)] = static_cast<float>(10 * head + tok);
+    }
+  before.view.length = 4;
+  const std::vector<std::vector<float>> scores{{0.9f, 0.8f, 0.5f, 0.1f}, {0.9f, 0.5f + 2e-6f, 0.2f, 0.1f}};
+  const std::vector<index_t> lengths_before{4, 4}, host_lengths{2, 2};
+  host_image<float, layouts::nhd> host, got;
+  kept_image(before, {{0, 1}, {0, 1}}, host);
+  const auto compare = [&](const std::vector<std::vector<std::int64_t>>& kept, bool shared, float tol) {
+    kept_image(before, kept, got);
+    const std::vector<index_t> got_lengths{static_cast<index_t>(kept[0].size()), static_cast<index_t>(kept[1].size())};
+    index_t near_ties = 0;
+    const std::string verdict = compare_kept_near_ties(before.view, lengths_before, scores, host.view, host_lengths,
+                                                       got.view, got_lengths, shared, tol, near_ties);
+    return verdict.empty() ? "near ties " + std::to_string(near_ties) : verdict;
+  };
+  CHECK(compare({{0, 1}, {0, 1}}, true, 1e-5f) == "near ties 0");
+  CHECK(compare({{0, 1, 2}, {0}}, true, 1e-5f) == "near ties 2");  // the swap between heads
+  CHECK(compare({{0, 1, 2}, {0}}, true, 1e-7f).starts_with("kept sets differ at head 0 at index 2"));
+  CHECK(compare({{0, 1, 2}, {0}}, false, 1e-5f) == "lengths differ at head 0");  // per-head budgets
+  CHECK(compare({{0, 1, 2}, {0, 1}}, true, 1e-5f) == "the view's kept totals differ");
+  CHECK(compare({{0, 1}, {0, 2}}, true, 1e-5f).starts_with("kept sets differ at head 1 at index 2"));  // 0.2: far
+  // A kept row must be the row it was, in order.
+  kept_image(before, {{0, 1}, {0, 1}}, got);
+  got.view.k[got.view.mapping(1, 1)] = 99.f;
+  index_t near_ties = 0;
+  CHECK(compare_kept_near_ties(before.view, lengths_before, scores, host.view, host_lengths, got.view, host_lengths,
+                               true, 1e-5f, near_ties) == "kept row changed at head 1 slot 1");
+}
+
+TEST_CASE_TEMPLATE("heads that share a budget keep what the host keeps by window attention (to near-ties)", Layout,
+                   layouts::nhd, layouts::paged_hnd, layouts::varlen) {
+  // SnapKV's observation window over shared budgets: the window mass is the host's only to
+  // float rounding, so a near-tied token may change sides, also between heads
+  // (shared_heads_case.hpp); every other token, every kept row and each view's total must agree.
+  rng r(800 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
+  shared_case_counts counts;
+  for (int c = 0; c < 1000; ++c) counts += shared_heads_case<Layout, scorers::observation_window>(r, reference_executor{});
+  for (int c = 0; c < 3; ++c)
+    counts += shared_heads_case<Layout, scorers::observation_window>(r, reference_executor{}, 1500, 600);
+  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads; ",
+          counts.near_ties, " near-tie swaps, in ", counts.moved_between_heads, " views between heads");
+  CHECK(counts.unequal_heads > 200);
+}
