@@ -298,7 +298,7 @@ struct prepared {
 };
 
 struct events {
-  cudaEvent_t e[8];
+  cudaEvent_t e[9];
   events() {
     for (auto& x : e) BENCH_CUDA(cudaEventCreate(&x));
   }
@@ -638,7 +638,8 @@ void compact_hnd(benchmark::State& state, Scorer scorer) {
 }
 
 /// `share` ≥ 0: the heads of each request share its budget (compress_batch::share_heads, with
-/// that floor fraction); the heads' competition is timed with the selection (select_us).
+/// that floor fraction); the heads' competition is timed with the selection (select_us, as
+/// the targets count it) and on its own (share_us).
 template <class Scorer, class Reducer = reducers::evict, class Structure = structures::sequence>
 void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reducer = {}, Structure structure = {},
                            double share = -1) {
@@ -655,7 +656,8 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   const dev::compress_policies<Scorer, Structure, Reducer> policies{scorer, structure, reducer};
   cudaStream_t stream = 0;
   events ev;
-  double check_ms = 0, score_ms = 0, select_ms = 0, reduce_ms = 0, compact_ms = 0, log_ms = 0, total_ms = 0;
+  double check_ms = 0, score_ms = 0, select_ms = 0, share_ms = 0, reduce_ms = 0, compact_ms = 0, log_ms = 0,
+         total_ms = 0;
   for (auto _ : state) {
     f.restore(stream);
     BENCH_CUDA(cudaEventRecord(ev.e[0], stream));
@@ -665,8 +667,9 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
     BENCH_CUDA(cudaEventRecord(ev.e[2], stream));
     if (!dev::detail::enqueue_scores(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[3], stream));
-    if (!dev::detail::enqueue_select(run.ws, run.p, stream) || !dev::detail::enqueue_share(run.ws, run.p, b, stream))
-      std::abort();
+    if (!dev::detail::enqueue_select(run.ws, run.p, stream)) std::abort();
+    BENCH_CUDA(cudaEventRecord(ev.e[8], stream));
+    if (!dev::detail::enqueue_share(run.ws, run.p, b, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[4], stream));
     if (!dev::detail::enqueue_reduce(run.ws, run.p, policies, stream)) std::abort();
     BENCH_CUDA(cudaEventRecord(ev.e[5], stream));
@@ -676,12 +679,13 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
     BENCH_CUDA(cudaEventRecord(ev.e[7], stream));
     BENCH_CUDA(cudaEventSynchronize(ev.e[7]));
     // score_us counts the upload, as in runs 1-6 (before the checks existed).
-    check_ms += ev.ms(1, 2), score_ms += ev.ms(0, 1) + ev.ms(2, 3), select_ms += ev.ms(3, 4);
+    check_ms += ev.ms(1, 2), score_ms += ev.ms(0, 1) + ev.ms(2, 3), select_ms += ev.ms(3, 4), share_ms += ev.ms(8, 4);
     reduce_ms += ev.ms(4, 5), compact_ms += ev.ms(5, 6), log_ms += ev.ms(6, 7), total_ms += ev.ms(0, 6);
     state.SetIterationTime(ev.ms(0, 6) / 1e3);  // without the log, as in runs 1-6
   }
   const double n = static_cast<double>(state.iterations());
-  check_ms /= n, score_ms /= n, select_ms /= n, reduce_ms /= n, compact_ms /= n, log_ms /= n, total_ms /= n;
+  check_ms /= n, score_ms /= n, select_ms /= n, share_ms /= n, reduce_ms /= n, compact_ms /= n, log_ms /= n;
+  total_ms /= n;
   if (!dev::read_status(run.temp) || !dev::read_failure_log(f.failure_log)) std::abort();
   f.restore(stream);
   double attention_ms = 0;
@@ -696,6 +700,7 @@ void compress_vs_attention(benchmark::State& state, Scorer scorer, Reducer reduc
   state.counters["log_us"] = log_ms * 1e3;      // the failure log's one-thread launch
   state.counters["score_us"] = score_ms * 1e3;
   state.counters["select_us"] = select_ms * 1e3;
+  if (share >= 0) state.counters["share_us"] = share_ms * 1e3;  // the heads' competition, within select_us
   if constexpr (Reducer::merges) state.counters["merge_us"] = reduce_ms * 1e3;
   state.counters["compact_us"] = compact_ms * 1e3;
   state.counters["attention_us"] = attention_ms * 1e3;

@@ -126,6 +126,7 @@ def main():
         ("all stages / attention at 400 TFLOP/s", "compress_over_400TFLOPs_attention", "{:.1%}"),
         ("NaN/Inf check of the chunk µs", "check_us", "{:,.1f}"),
         ("failure log µs", "log_us", "{:,.1f}"),
+        ("heads' competition µs (in select)", "share_us", "{:,.1f}"),
     ], named("compress_vs_attention/"))
     merge = named("merge_rounds_vs_walk/")
     variants = sorted({k for _, r in merge for k in r if k.endswith("_us")},
