@@ -236,6 +236,28 @@ TEST_CASE("heads that share a budget: a failed check leaves the cache and the le
     CHECK(s.at == 1);
     f.require_unchanged();
     CHECK(out_now() == untouched);
+    f.before[0].view.meta_at(30, 1).index = 30;
+  }
+  {  // budget 0 for view 1: no floors and no select; its one protected token is one too many
+    f.budgets[1] = 0;
+    auto b0 = f.batch();
+    b0.share_heads = b.share_heads, b0.head_lengths_device_out = b.head_lengths_device_out;
+    f.before[1].view.meta_at(5, 1).is_protected = true;
+    f.reupload();
+    const dev::status s = run(f, b0);
+    CHECK(s.code == dev::errc::budget_below_protected);
+    CHECK(s.at == 2);
+    CHECK(s.expected == 1);
+    CHECK(s.received == 0);
+    f.require_unchanged();
+    CHECK(out_now() == untouched);
+    f.before[1].view.meta_at(5, 1).is_protected = false;  // without it, view 1 keeps nothing
+    f.reupload();
+    REQUIRE(run(f, b0).ok());
+    const std::vector<index_t> out = out_now();
+    CHECK(out[2] == 0);
+    CHECK(out[3] == 0);
+    f.budgets[1] = 16;
   }
 }
 

@@ -165,6 +165,11 @@ TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves"
   CHECK(last.at == 0);
   CHECK(last.expected == 6);
   CHECK(last.received == 4);
+  budgets[0] = 0;  // no floors, no select: every protected token is one too many
+  b.share_heads = dev::head_sharing{0.5};
+  refused(b, dev::errc::budget_below_protected, "budgets[] (protected tokens resident)");
+  CHECK(last.expected == 6);
+  CHECK(last.received == 0);
 }
 
 namespace {

@@ -28,6 +28,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 scale=${1:-0.05}
 [ "$scale" = --targets ] && scale=0.05
 cuda=${CUDA_HOME:-/usr/local/cuda}
+limit=${KVCAP_MUTATION_TIMEOUT:-600}  # seconds a mutated run may take (an unmutated one: about 1 minute)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 flags=(-std=c++20 -O1 -w -pthread -isystem "$cuda/include" -isystem "$cuda/include/cccl" -isystem /usr/include/eigen3)  # after -I: the stand-in CUB first
@@ -61,6 +62,8 @@ mutations=(
   "shared heads: the floors not subtracted from what is left|include/kvcap/device/shared_heads.cuh|const index_t extra = num_kv_heads * budget - floors;|const index_t extra = num_kv_heads * budget;"
   "shared heads: ties across heads to the larger head|include/kvcap/device/rank_bits.cuh|static_cast<std::uint64_t>((max_segment_slots - 1) - head)|static_cast<std::uint64_t>(head)"
   "shared heads: no barrier between the keys' rewrite and the tile table (redundant: the block scan between them synchronizes)|include/kvcap/device/shared_heads.cuh|      __syncthreads();  // the keys are rewritten before the tile table counts them|"
+  "shared heads: the candidates read back by the chosen digit's count, not the copied count|include/kvcap/device/select.cuh|if (copy) from = buffer->keys(), m = buffer->count;|if (copy) from = buffer->keys(), m = static_cast<index_t>(buffer->next);"
+  "shared heads: candidates copied on every pass (the buffer overruns)|include/kvcap/device/select.cuh|copy = from == keys && buffer->next <= Capacity;|copy = from == keys;"
   "shared heads: a view's segments found one too far|include/kvcap/device/shared_heads.cuh|    if (segments[mid].view < view) lo = mid + 1;|    if (segments[mid].view <= view) lo = mid + 1;"
   "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
   "merge rounds: ready on winning the first claim alone|include/kvcap/device/reduce_rounds.cuh|for (int c = 0; c < count; ++c) won = won &&|for (int c = 0; c < count && c < 1; ++c) won = won &&"
@@ -84,6 +87,8 @@ mutations=(
   "checks: the structure check removed|include/kvcap/device/score_kernel.cuh|    if (!policies.structure.check(s.ctx.meta(s.tok)).ok)|    if (false)"
   "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0 && check_protected)|      if (false)"
   "checks: shared budgets: protected tokens past what the floors leave not reported|include/kvcap/device/shared_heads.cuh|    if (t == 0 && protected_rest > extra)|    if (false)"
+  "checks: shared budgets: the floors' tokens counted as protected|include/kvcap/device/shared_heads.cuh|protected_rest = top_bit - (a1 - a0) * floor;|protected_rest = top_bit;"
+  "checks: shared budgets: budget 0's protected tokens not counted|include/kvcap/device/shared_heads.cuh|protected_mine += static_cast<index_t>(keys[i].hi >> 63);|protected_mine += 0;"
   "checks: shared budgets: the heads' lengths handed over after a failed check|include/kvcap/device/shared_heads.cuh|.load(cuda::memory_order_relaxed) != 0)
     return;|.load(cuda::memory_order_relaxed) != 0 && false)
     return;"
@@ -117,7 +122,10 @@ for m in "${selected[@]}"; do
       -c "$copy/tests/device/simt/test_${cases}_on_cpu.cpp" -o "$work/cases.o"
   g++ -pthread -o "$work/t" "$work/cases.o" "$work/main.o" "$work/runtime.o"
   # An abort is a verdict: an inner shell waits for it, so its "Aborted" notice goes to /dev/null.
-  rc=$(bash -c '"$@" > "$0" 2>&1; echo $?' "$work/out.log" env KVCAP_DEVICE_TEST_SCALE="$scale" "$work/t" 2> /dev/null)
+  # So is a hang (a radix select that never finds its digit loops forever): timeout's 124.
+  rc=$(bash -c '"$@" > "$0" 2>&1; echo $?' "$work/out.log" timeout "$limit" env KVCAP_DEVICE_TEST_SCALE="$scale" \
+       "$work/t" 2> /dev/null)
   verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')
+  [ "$rc" -eq 124 ] && verdict="hung: killed after $limit s"
   if [ "$rc" -eq 0 ]; then echo "NOT CAUGHT  $name: $verdict"; else echo "caught      $name: rc $rc, $verdict"; fi
 done

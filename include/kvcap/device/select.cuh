@@ -57,32 +57,57 @@ __device__ void write_tile_table(const workspace_layout<T, Layout>& ws, index_t 
   }
 }
 
+/// Shared memory a block's radix select copies its candidates into once they fit, so that the
+/// passes after read them there, not all n keys again (a radix top-k with a candidate buffer,
+/// as RAFT's keeps one). The selection is the same: it depends only on the candidates. A long
+/// run of tied scores (recency's, the same at one position in every head) takes a pass per
+/// byte of the tie-break; each then reads the few keys of its bucket.
+template <class Key, int Capacity>
+struct radix_candidates {
+  alignas(Key) unsigned char storage[Capacity * sizeof(Key)];  // raw: a __shared__ object has no constructor run
+  unsigned int count;  ///< keys copied so far (at most Capacity)
+  index_t next;        ///< candidates of the next pass: the chosen digit's count
+  __device__ Key* keys() { return reinterpret_cast<Key*>(storage); }
+};
+template <class Key>
+struct radix_candidates<Key, 0> {};  ///< no buffer: every pass reads the keys
+
 /// The block's radix select of the `keep` largest of `n` keys (0 < keep < n; rank_bits.cuh, the
 /// steps the host reference takes), into `st`. `top_bit` receives how many keys have their top
 /// bit set (the first pass's digits 255..128: protected tokens). Keys are loaded 4 at a time,
 /// all before any is counted: a load followed at once by the shared atomic that takes it
-/// (which it might alias) would wait for each load in turn.
-template <class Key>
+/// (which it might alias) would wait for each load in turn. With a `buffer` (shared memory),
+/// the first pass whose candidates fit in it copies them there as it counts them.
+template <class Key, int Capacity = 0>
 __device__ void block_radix_select(const Key* keys, index_t n, index_t keep, unsigned int* hist,
                                    basic_radix_state<Key>& st, typename select_scan::TempStorage& temp,
-                                   index_t& top_bit) {
+                                   index_t& top_bit, radix_candidates<Key, Capacity>* buffer = nullptr) {
   const int t = threadIdx.x;
   if (t == 0) {
     st = basic_radix_state<Key>{};
     st.remaining = keep;
+    if constexpr (Capacity > 0) buffer->count = 0, buffer->next = n;
   }
+  const Key* from = keys;  // where this pass reads its candidates, and how many keys are there
+  index_t m = n;
   for (bool first = true;; first = false) {
     hist[t] = 0;
     __syncthreads();
     const basic_radix_state<Key> now = st;
-    for (index_t i0 = t; i0 < n; i0 += 4 * select_threads) {
+    bool copy = false;  // the same in every thread
+    if constexpr (Capacity > 0) copy = from == keys && buffer->next <= Capacity;
+    for (index_t i0 = t; i0 < m; i0 += 4 * select_threads) {
       Key key[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (i0 + u * select_threads < n) key[u] = keys[i0 + u * select_threads];
+        if (i0 + u * select_threads < m) key[u] = from[i0 + u * select_threads];
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (i0 + u * select_threads < n && radix_candidate(now, key[u])) atomicAdd(&hist[radix_digit(now, key[u])], 1u);
+        if (i0 + u * select_threads < m && radix_candidate(now, key[u])) {
+          atomicAdd(&hist[radix_digit(now, key[u])], 1u);
+          if constexpr (Capacity > 0)
+            if (copy) buffer->keys()[atomicAdd(&buffer->count, 1u)] = key[u];
+        }
     }
     __syncthreads();
     const int digit = radix_digits - 1 - t;  // thread t looks at the t-th largest digit
@@ -93,9 +118,14 @@ __device__ void block_radix_select(const Key* keys, index_t n, index_t keep, uns
     if (first && t == radix_digits / 2 - 1) top_bit = inclusive;  // digits 255..128
     const bool chosen = radix_chosen(above, count, now.remaining);
     __syncthreads();
-    if (chosen) radix_advance(st, digit, above, count);
+    if (chosen) {
+      radix_advance(st, digit, above, count);
+      if constexpr (Capacity > 0) buffer->next = count;
+    }
     __syncthreads();
     if (st.done) break;
+    if constexpr (Capacity > 0)
+      if (copy) from = buffer->keys(), m = buffer->count;
   }
 }
 

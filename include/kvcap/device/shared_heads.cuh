@@ -8,7 +8,11 @@
 //   1. counts what the floors leave: extra = kv_heads · budget − Σ_heads min(resident, floor);
 //   2. radix-selects the (active heads · floor + extra) largest shared keys of the view's
 //      active segments (rank_bits.cuh: encode_shared_rank; floor tokens rank above all), so
-//      the extra tokens are the best of the rest by ranks_before and then the smaller head;
+//      the extra tokens are the best of the rest by ranks_before and then the smaller head.
+//      Its first pass also counts the protected tokens outside the floors. Once the
+//      candidates fit in shared memory (share_candidates), the passes after read them there:
+//      a view's keys are kv_heads times a segment's, and recency ties every head at each
+//      position, so the select may take a pass per byte of the logical index;
 //   3. folds the decision into each token's rank key (its top bit: kept) and each segment's
 //      selection, so that the reducer and the compaction read it as any selection;
 //   4. writes each head's length, and the compaction's tile tables.
@@ -22,6 +26,9 @@
 #include "select.cuh"
 
 namespace kvcap::device::detail {
+
+/// Wide keys the heads' competition holds in shared memory (32 KiB) once its candidates fit.
+inline constexpr int share_candidates = 2048;
 
 /// The first active segment of view `view` or a later one (segments lie in view order).
 __device__ inline index_t first_segment_of(const plan_segment* segments, index_t num_active, index_t view) {
@@ -42,6 +49,7 @@ __global__ void __launch_bounds__(select_threads)
   __shared__ typename select_scan::TempStorage temp;
   __shared__ unsigned int hist[radix_digits];
   __shared__ basic_radix_state<wide_key> st;
+  __shared__ radix_candidates<wide_key, share_candidates> candidates;
   __shared__ index_t top_bit;
   const int t = threadIdx.x;
   if (blockIdx.x == 0 && t == 0 && num_active > 0) ws.tile_done[ws.tile_indptr[num_active]] = 0;  // tile counter
@@ -71,17 +79,21 @@ __global__ void __launch_bounds__(select_threads)
     const index_t begin = ws.token_indptr[a0], n = ws.token_indptr[a1] - begin;
     const wide_key* keys = ws.shared_keys + begin;
 
-    // 2. The extra tokens: the best of the rest, across heads.
+    // 2. The extra tokens: the best of the rest, across heads. Protected tokens outside the
+    // floors (at most `extra` fit): the keys with their top bit set, less the floors' tokens
+    // (floor_kept_key; each active head's select kept exactly `floor`).
     basic_selection<wide_key> sel = basic_selection<wide_key>::none();
+    index_t protected_rest = 0;
     if (keep > 0) {
-      block_radix_select(keys, n, keep, hist, st, temp, top_bit);
+      block_radix_select(keys, n, keep, hist, st, temp, top_bit, &candidates);
       sel = radix_result(st, keep);
+      protected_rest = top_bit - (a1 - a0) * floor;
+    } else {  // budget 0: no floors, no select; every protected token is one too many
+      index_t protected_mine = 0;
+      for (index_t i = t; i < n; i += select_threads) protected_mine += static_cast<index_t>(keys[i].hi >> 63);
+      select_scan(temp).ExclusiveSum(protected_mine, ignored, protected_rest);
+      __syncthreads();
     }
-    index_t protected_mine = 0, protected_rest = 0;  // protected tokens outside the floors: at most `extra` fit
-    for (index_t i = t; i < n; i += select_threads)
-      protected_mine += !(keys[i] == floor_kept_key) && (keys[i].hi >> 63) != 0 ? 1 : 0;
-    select_scan(temp).ExclusiveSum(protected_mine, ignored, protected_rest);
-    __syncthreads();
     if (t == 0 && protected_rest > extra)
       report_failure(ws.report, errc::budget_below_protected, first, protected_rest, extra);
 
