@@ -20,6 +20,7 @@
 // head_lengths_device_out.
 
 #include <span>
+#include <string>
 #include <vector>
 
 #include "harness.hpp"
@@ -36,6 +37,13 @@ struct shared_case_counts {
     return *this;
   }
 };
+
+/// What the cases saw, in words.
+inline std::string describe(const shared_case_counts& c) {
+  return std::to_string(c.shared_views) + " views shared their budget; " + std::to_string(c.unequal_heads) +
+         " ended with unequal heads; " + std::to_string(c.near_ties) + " near-tie swaps, in " +
+         std::to_string(c.moved_between_heads) + " views between heads";
+}
 
 template <class Layout, class Scorer, class Reducer = reducers::evict, class T = float, class Executor>
 shared_case_counts shared_heads_case(rng& r, const Executor& exec, index_t max_budget = 40, index_t max_chunk = 30,

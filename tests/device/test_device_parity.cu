@@ -395,6 +395,19 @@ struct device_executor {
   }
 };
 
+/// Runs `cases(r, exec)` (returning shared_case_counts) with the kernels' executor on a stream
+/// of its own, seeded by `seed`, and reports what they saw; the heads must have ended unequal.
+template <class Cases>
+void shared_cases_on_device(std::uint64_t seed, Cases cases) {
+  rng r(seed);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const shared_case_counts counts = cases(r, device_executor{stream});
+  MESSAGE(describe(counts));
+  CHECK(counts.unequal_heads > 0);
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive budget keeps" *
@@ -404,26 +417,23 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive
   // 0 to the whole budget, ties across heads (small integers, duplicate rows), protected
   // tokens, the merge; then segments of thousands of slots (the view's radix select over
   // wide keys, many tiles). shared_heads_case.hpp compares lengths, kept rows and storage.
-  rng r(21 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
-  cudaStream_t stream;
-  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const device_executor exec{stream};
-  shared_case_counts counts;
-  for (int c = 0; c < scaled(30); ++c) {
-    counts += shared_heads_case<Layout, scorers::key_norm>(r, exec);
-    counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec);
-    counts += shared_heads_case<Layout, scorers::key_diff>(r, exec);
-    counts += shared_heads_case<Layout, scorers::temporal_redundancy, reducers::evict, __half>(r, exec);
-    counts += shared_heads_case<Layout, blend_norms>(r, exec);
-    counts += shared_heads_case<Layout, scorers::key_norm, reducers::merge, __half>(r, exec);
-  }
-  for (int c = 0; c < scaled(3); ++c) {
-    counts += shared_heads_case<Layout, scorers::key_diff>(r, exec, 2500, 800);
-    counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec, 2500, 800);
-  }
-  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
-  CHECK(counts.unequal_heads > 0);
-  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+  const std::uint64_t seed = 21 + (Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>;
+  shared_cases_on_device(seed, [](rng& r, const device_executor& exec) {
+    shared_case_counts counts;
+    for (int c = 0; c < scaled(30); ++c) {
+      counts += shared_heads_case<Layout, scorers::key_norm>(r, exec);
+      counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec);
+      counts += shared_heads_case<Layout, scorers::key_diff>(r, exec);
+      counts += shared_heads_case<Layout, scorers::temporal_redundancy, reducers::evict, __half>(r, exec);
+      counts += shared_heads_case<Layout, blend_norms>(r, exec);
+      counts += shared_heads_case<Layout, scorers::key_norm, reducers::merge, __half>(r, exec);
+    }
+    for (int c = 0; c < scaled(3); ++c) {
+      counts += shared_heads_case<Layout, scorers::key_diff>(r, exec, 2500, 800);
+      counts += shared_heads_case<Layout, scorers::recency, reducers::evict, __half>(r, exec, 2500, 800);
+    }
+    return counts;
+  });
 }
 
 TEST_CASE_TEMPLATE("heads that share a budget keep what the host keeps by window attention (to near-ties)" *
@@ -433,19 +443,15 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host keeps by window
   // and half): the window mass is the host's to rounding, so near-tied tokens may change sides,
   // also between heads; every other token, every kept row and each view's total must agree,
   // and a view without such a swap is compared exactly (shared_heads_case.hpp).
-  rng r(31 + static_cast<std::uint64_t>(Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>);
-  cudaStream_t stream;
-  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const device_executor exec{stream};
-  shared_case_counts counts;
-  for (int c = 0; c < scaled(60); ++c) {
-    counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 40, 30, 1e-4f);
-    counts += shared_heads_case<Layout, scorers::observation_window, reducers::evict, __half>(r, exec, 40, 30, 1e-4f);
-  }
-  for (int c = 0; c < scaled(2); ++c)
-    counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 1500, 600, 1e-4f);
-  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads; ",
-          counts.near_ties, " near-tie swaps, in ", counts.moved_between_heads, " views between heads");
-  CHECK(counts.unequal_heads > 0);
-  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+  const std::uint64_t seed = 31 + (Layout::kind == kv_layout::nhd) + 7 * std::is_same_v<Layout, layouts::varlen>;
+  shared_cases_on_device(seed, [](rng& r, const device_executor& exec) {
+    shared_case_counts counts;
+    for (int c = 0; c < scaled(60); ++c) {
+      counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 40, 30, 1e-4f);
+      counts += shared_heads_case<Layout, scorers::observation_window, reducers::evict, __half>(r, exec, 40, 30, 1e-4f);
+    }
+    for (int c = 0; c < scaled(2); ++c)
+      counts += shared_heads_case<Layout, scorers::observation_window>(r, exec, 1500, 600, 1e-4f);
+    return counts;
+  });
 }

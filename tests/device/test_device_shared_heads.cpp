@@ -64,20 +64,27 @@ TEST_CASE("a radix select over wide keys keeps exactly the k largest") {
 
 namespace {
 
+/// `img`: two heads of `tokens` tokens (NHD, `dim` dims, as `arrange` draws them), each slot
+/// holding logical index = slot and a first key element `key(head, slot)`; all resident.
+template <class Key>
+void two_heads(host_image<float, layouts::nhd>& img, rng& r, index_t tokens, index_t dim, Key key) {
+  arrange(img, r, tokens, 2, dim);
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < tokens; ++tok) {
+      img.view.meta_at(tok, head).index = tok;
+      img.view.k[img.view.mapping(tok, head)] = key(head, tok);
+    }
+  img.view.length = tokens;
+}
+
 /// Two heads of six tokens (dim 1, key_norm: the smaller |k| is kept), the keys chosen for
 /// ties across heads. Returns each head's kept logical indices.
 std::vector<std::vector<std::int64_t>> hand_case(double fraction, index_t budget) {
   using T = float;
   host_image<T, layouts::nhd> img;
   rng r(1);
-  arrange(img, r, 6, 2, 1);
   const float k[2][6] = {{5, 1, 6, 2, 7, 3}, {5, 5, 4, 9, 4, 9}};
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < 6; ++tok) {
-      img.view.meta_at(tok, head).index = tok;
-      img.view.k[img.view.mapping(tok, head)] = k[head][tok];
-    }
-  img.view.length = 6;
+  two_heads(img, r, 6, 1, [&](index_t head, index_t tok) { return k[head][tok]; });
   const std::vector<layer_view<T, layouts::nhd>> views{img.view};
   const std::vector<index_t> budgets{budget};
   std::vector<index_t> out(2, -1);
@@ -118,13 +125,7 @@ TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves"
   using T = float;
   host_image<T, layouts::nhd> img;
   rng r(3);
-  arrange(img, r, 8, 2, 2);
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < 8; ++tok) {
-      img.view.meta_at(tok, head).index = tok;
-      img.view.k[img.view.mapping(tok, head)] = static_cast<T>(r.normal());
-    }
-  img.view.length = 8;
+  two_heads(img, r, 8, 2, [&](index_t, index_t) { return static_cast<T>(r.normal()); });
   const std::vector<layer_view<T, layouts::nhd>> views{img.view};
   std::vector<index_t> budgets{4}, out(2, -1), head_budgets{4, 4}, lengths_out(1);
   const dev::compress_policies<scorers::key_norm> policies{};
@@ -205,7 +206,7 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive
     counts += shared_heads_case<Layout, scorers::blend<scorers::key_norm, scorers::value_norm>>(r, reference_executor{});
     counts += shared_heads_case<Layout, scorers::key_norm, reducers::merge>(r, reference_executor{});
   }
-  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads");
+  MESSAGE(describe(counts));
   CHECK(counts.unequal_heads > 100);  // the heads did take different shares
 }
 
@@ -235,13 +236,7 @@ TEST_CASE("near-ties across heads: the comparison of window-scored kept sets") {
   // 3 tokens in head 0 and 1 in head 1: with shared budgets a near-tie swap between heads.
   host_image<float, layouts::nhd> before;
   rng r(5);
-  arrange(before, r, 4, 2, 1);
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < 4; ++tok) {
-      before.view.meta_at(tok, head).index = tok;
-      before.view.k[before.view.mapping(tok, head)] = static_cast<float>(10 * head + tok);
-    }
-  before.view.length = 4;
+  two_heads(before, r, 4, 1, [](index_t head, index_t tok) { return static_cast<float>(10 * head + tok); });
   const std::vector<std::vector<float>> scores{{0.9f, 0.8f, 0.5f, 0.1f}, {0.9f, 0.5f + 2e-6f, 0.2f, 0.1f}};
   const std::vector<index_t> lengths_before{4, 4}, host_lengths{2, 2};
   host_image<float, layouts::nhd> host, got;
@@ -278,7 +273,6 @@ TEST_CASE_TEMPLATE("heads that share a budget keep what the host keeps by window
   for (int c = 0; c < 1000; ++c) counts += shared_heads_case<Layout, scorers::observation_window>(r, reference_executor{});
   for (int c = 0; c < 3; ++c)
     counts += shared_heads_case<Layout, scorers::observation_window>(r, reference_executor{}, 1500, 600);
-  MESSAGE(counts.shared_views, " views shared their budget; ", counts.unequal_heads, " ended with unequal heads; ",
-          counts.near_ties, " near-tie swaps, in ", counts.moved_between_heads, " views between heads");
+  MESSAGE(describe(counts));
   CHECK(counts.unequal_heads > 200);
 }
