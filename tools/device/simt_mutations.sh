@@ -125,7 +125,8 @@ for m in "${selected[@]}"; do
   # So is a hang (a radix select that never finds its digit loops forever): timeout's 124.
   rc=$(bash -c '"$@" > "$0" 2>&1; echo $?' "$work/out.log" timeout "$limit" env KVCAP_DEVICE_TEST_SCALE="$scale" \
        "$work/t" 2> /dev/null)
-  verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //')
+  verdict=$(grep -E '^\[doctest\] test cases|kvcap SIMT emulator:' "$work/out.log" | head -1 | sed 's/^\[doctest\] //' ||
+            true)  # a killed run may have printed no summary
   [ "$rc" -eq 124 ] && verdict="hung: killed after $limit s"
   if [ "$rc" -eq 0 ]; then echo "NOT CAUGHT  $name: $verdict"; else echo "caught      $name: rc $rc, $verdict"; fi
 done
