@@ -22,6 +22,19 @@ struct case_limits {
   index_t min_budget = 1, min_chunk = 0;  ///< the last chunk holds at least min_chunk tokens
 };
 
+/// `w` with its queries copied to device memory, which `memory` then holds (a window without
+/// queries as it is).
+template <class T>
+kv_tensor<const T> window_on_device(dev::counting_resource& mr, kv_tensor<const T> w,
+                                    std::vector<std::unique_ptr<device_buffer>>& memory) {
+  if (w.data == nullptr) return w;
+  const std::size_t bytes = static_cast<std::size_t>(w.size()) * sizeof(T);
+  memory.push_back(std::make_unique<device_buffer>(mr, bytes));
+  KVCAP_TEST_CUDA(cudaMemcpy(memory.back()->data, w.data, bytes, cudaMemcpyHostToDevice));
+  w.data = static_cast<const T*>(memory.back()->data);
+  return w;
+}
+
 /// `Tune`: the launch choices (dev::detail::tuning); other values than the library's go
 /// through detail::compress_with and must leave the same caches.
 template <class T, class Layout, class Scorer, class Reducer = reducers::evict, dev::detail::tuning Tune = dev::detail::tuning{}>
@@ -53,15 +66,8 @@ void device_matches_host(rng& r, cudaStream_t stream, const case_limits& limits)
     images.back()->view.length = host_view.length;
     views.push_back(images.back()->view);
     budgets.push_back(q.budget);
-    q.next_window(r);  // the same queries, in device memory
-    kv_tensor<const T> w = q.window;
-    if (w.data != nullptr) {
-      window_memory.push_back(std::make_unique<device_buffer>(mr, q.queries.size() * sizeof(T)));
-      KVCAP_TEST_CUDA(cudaMemcpy(window_memory.back()->data, q.queries.data(), q.queries.size() * sizeof(T),
-                                 cudaMemcpyHostToDevice));
-      w.data = static_cast<const T*>(window_memory.back()->data);
-    }
-    windows.push_back(w);
+    q.next_window(r);
+    windows.push_back(window_on_device(mr, q.window, window_memory));  // the same queries
   }
   dev::compress_batch<T, Layout> batch{views, budgets};
   batch.lengths_out = lengths_out;
@@ -368,15 +374,9 @@ struct device_executor {
       views.push_back(on_device.back()->view);
     }
     batch.views = views;
-    std::vector<std::unique_ptr<device_buffer>> window_memory;  // the same queries, in device memory
-    std::vector<kv_tensor<const T>> windows(batch.windows.begin(), batch.windows.end());
-    for (auto& w : windows) {
-      if (w.data == nullptr) continue;
-      const std::size_t bytes = static_cast<std::size_t>(w.size()) * sizeof(T);
-      window_memory.push_back(std::make_unique<device_buffer>(mr, bytes));
-      KVCAP_TEST_CUDA(cudaMemcpy(window_memory.back()->data, w.data, bytes, cudaMemcpyHostToDevice));
-      w.data = static_cast<const T*>(window_memory.back()->data);
-    }
+    std::vector<std::unique_ptr<device_buffer>> window_memory;
+    std::vector<kv_tensor<const T>> windows;  // the same queries, in device memory
+    for (const auto& w : batch.windows) windows.push_back(window_on_device(mr, w, window_memory));
     batch.windows = windows;
     std::vector<index_t> out(views.size() * static_cast<std::size_t>(views[0].mapping.num_heads), -1);
     device_buffer out_memory(mr, out.size() * sizeof(index_t));
