@@ -85,10 +85,10 @@ mutations=(
   "checks: a window's NaN check not launched|include/kvcap/device/compressor.cuh|  if (needs.window_mass && p.window_elements > 0) {|  if (false) {"
   "checks: no upload when only windows are read|include/kvcap/device/compressor.cuh|p.checked_tokens == 0 && p.window_elements == 0 && !p.share.on)|p.checked_tokens == 0 && !p.share.on)"
   "checks: the structure check removed|include/kvcap/device/score_kernel.cuh|    if (!policies.structure.check(s.ctx.meta(s.tok)).ok)|    if (false)"
-  "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (total > 0 && check_protected)|      if (false)"
+  "checks: budget 0's protected tokens not reported|include/kvcap/device/select.cuh|      if (num_protected > keep && check_protected)|      if (num_protected > keep && check_protected && keep > 0)"
   "checks: shared budgets: protected tokens past what the floors leave not reported|include/kvcap/device/shared_heads.cuh|    if (t == 0 && protected_rest > extra)|    if (false)"
   "checks: shared budgets: the floors' tokens counted as protected|include/kvcap/device/shared_heads.cuh|protected_rest = top_bit - (a1 - a0) * floor;|protected_rest = top_bit;"
-  "checks: shared budgets: budget 0's protected tokens not counted|include/kvcap/device/shared_heads.cuh|protected_mine += static_cast<index_t>(keys[i].hi >> 63);|protected_mine += 0;"
+  "checks: shared budgets: budget 0's protected tokens not counted|include/kvcap/device/shared_heads.cuh|protected_rest = top_bit - (a1 - a0) * floor;|protected_rest = keep > 0 ? top_bit - (a1 - a0) * floor : 0;"
   "checks: shared budgets: the heads' lengths handed over after a failed check|include/kvcap/device/shared_heads.cuh|.load(cuda::memory_order_relaxed) != 0)
     return;|.load(cuda::memory_order_relaxed) != 0 && false)
     return;"

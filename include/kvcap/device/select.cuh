@@ -72,11 +72,12 @@ struct radix_candidates {
 template <class Key>
 struct radix_candidates<Key, 0> {};  ///< no buffer: every pass reads the keys
 
-/// The block's radix select of the `keep` largest of `n` keys (0 < keep < n; rank_bits.cuh, the
+/// The block's radix select of the `keep` largest of `n` keys (0 ≤ keep < n; rank_bits.cuh, the
 /// steps the host reference takes), into `st`. `top_bit` receives how many keys have their top
-/// bit set (the first pass's digits 255..128: protected tokens). Keys are loaded 4 at a time,
-/// all before any is counted: a load followed at once by the shared atomic that takes it
-/// (which it might alias) would wait for each load in turn. With a `buffer` (shared memory),
+/// bit set (the first pass's digits 255..128: protected tokens). With keep 0 the state starts
+/// done: the first pass only counts, and the select stops after it with nothing chosen.
+/// Keys are loaded 4 at a time, all before any is counted: a load followed at once by the
+/// shared atomic that takes it (which it might alias) would wait for each load in turn. With a `buffer` (shared memory),
 /// the first pass whose candidates fit in it copies them there as it counts them.
 template <class Key, int Capacity = 0>
 __device__ void block_radix_select(const Key* keys, index_t n, index_t keep, unsigned int* hist,
@@ -86,6 +87,7 @@ __device__ void block_radix_select(const Key* keys, index_t n, index_t keep, uns
   if (t == 0) {
     st = basic_radix_state<Key>{};
     st.remaining = keep;
+    st.done = keep <= 0;  // no digit holds the 0th largest key
     if constexpr (Capacity > 0) buffer->count = 0, buffer->next = n;
   }
   const Key* from = keys;  // where this pass reads its candidates, and how many keys are there
@@ -146,19 +148,9 @@ __global__ void __launch_bounds__(select_threads)
   // protected tokens (shared_heads.cuh).
   const bool check_protected = !ws.share.on;
 
-  if (keep <= 0) {  // budget 0: nothing is kept, so any protected token is one too many
-    index_t mine = 0;
-    for (index_t i = t; i < n; i += select_threads) mine += static_cast<index_t>(keys[i] >> 63);
-    index_t total;
-    select_scan(temp).ExclusiveSum(mine, mine, total);
-    if (t == 0) {
-      ws.selections[a] = selection::none();
-      if (total > 0 && check_protected)
-        report_failure(ws.report, errc::budget_below_protected, seg.view * num_kv_heads + seg.head, total, keep);
-    }
-  } else if (keep >= n) {  // not planned as active; kept for completeness
+  if (keep >= n) {  // not planned as active; kept for completeness
     if (t == 0) ws.selections[a] = selection::all(n);
-  } else {
+  } else {  // budget 0 too: its one pass counts the protected tokens, all of them too many
     block_radix_select(keys, n, keep, hist, st, temp, num_protected);
     if (t == 0) {
       ws.selections[a] = radix_result(st, keep);

@@ -82,18 +82,10 @@ __global__ void __launch_bounds__(select_threads)
     // 2. The extra tokens: the best of the rest, across heads. Protected tokens outside the
     // floors (at most `extra` fit): the keys with their top bit set, less the floors' tokens
     // (floor_kept_key; each active head's select kept exactly `floor`).
-    basic_selection<wide_key> sel = basic_selection<wide_key>::none();
-    index_t protected_rest = 0;
-    if (keep > 0) {
-      block_radix_select(keys, n, keep, hist, st, temp, top_bit, &candidates);
-      sel = radix_result(st, keep);
-      protected_rest = top_bit - (a1 - a0) * floor;
-    } else {  // budget 0: no floors, no select; every protected token is one too many
-      index_t protected_mine = 0;
-      for (index_t i = t; i < n; i += select_threads) protected_mine += static_cast<index_t>(keys[i].hi >> 63);
-      select_scan(temp).ExclusiveSum(protected_mine, ignored, protected_rest);
-      __syncthreads();
-    }
+    // Budget 0 has no floors: its select only counts, and every protected token is one too many.
+    block_radix_select(keys, n, keep, hist, st, temp, top_bit, &candidates);
+    const basic_selection<wide_key> sel = radix_result(st, keep);
+    const index_t protected_rest = top_bit - (a1 - a0) * floor;
     if (t == 0 && protected_rest > extra)
       report_failure(ws.report, errc::budget_below_protected, first, protected_rest, extra);
 
