@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include <kvcap/device/reference.cuh>
 
 #include "harness.hpp"
@@ -157,6 +159,17 @@ TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves"
   refused(b, dev::errc::invalid_argument,
           "lengths_out, head_lengths_out (none with share_heads: head_lengths_device_out)");
   b.lengths_out = {};
+  // A head's length past its capacity is named before the view's heads are added up (a sum
+  // that would wrap: UBSan, in CI, stops on it).
+  for (const index_t bad : {index_t{9}, std::numeric_limits<index_t>::max()}) {
+    const std::vector<index_t> head_lengths{8, bad};
+    b.head_lengths = head_lengths;
+    refused(b, dev::errc::capacity_exceeded, "head_lengths[]");
+    CHECK(last.at == 1);
+    CHECK(last.expected == 8);
+    CHECK(last.received == bad);
+  }
+  b.head_lengths = {};
   // Protected tokens the shared budget cannot hold: 3 a head, budget 2 (4 in all), floor 0.
   for (index_t head = 0; head < 2; ++head)
     for (index_t tok = 0; tok < 3; ++tok) img.view.meta_at(tok, head).is_protected = true;

@@ -45,22 +45,50 @@ struct sharing_rule {
   head_sharing rule{};
 };
 
+/// Resident tokens of segment `segment`: its head's length, or its view's.
+template <class T, layout Layout>
+KVCAP_HOST_DEVICE constexpr index_t segment_length(const layer_view<T, Layout>* views, const index_t* head_lengths,
+                                                   index_t num_kv_heads, index_t segment) {
+  return head_lengths != nullptr ? head_lengths[segment] : views[segment / num_kv_heads].length;
+}
+
+/// Resident tokens of view `view`, its heads together: O(kv_heads). Its lengths must have been
+/// validated (each in [0, capacity]), so that the sum, below kv_heads · capacity, cannot wrap.
+template <class T, layout Layout>
+KVCAP_HOST_DEVICE constexpr index_t view_tokens(const layer_view<T, Layout>* views, const index_t* head_lengths,
+                                                index_t num_kv_heads, index_t view) {
+  index_t total = 0;
+  for (index_t s = view * num_kv_heads; s < (view + 1) * num_kv_heads; ++s)
+    total += segment_length(views, head_lengths, num_kv_heads, s);
+  return total;
+}
+
 /// Extent of segment `segment`: the one function host and device planning share. When the
 /// heads of its view share the budget (`share.on`), `keep` is the head's floor, the tokens
 /// its own selection keeps before the heads compete (shared_heads.cuh), and a view holding
-/// no more than kv_heads · budget keeps everything (keep = length: not active).
+/// no more than kv_heads · budget keeps everything (keep = length: not active). `view_total`
+/// is the view's resident tokens (view_tokens), read only when the heads share the budget: a
+/// loop over a view's heads finds it once, not once a head.
+template <class T, layout Layout>
+KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* views, const index_t* budgets,
+                                                  const index_t* head_lengths, const index_t* head_budgets,
+                                                  index_t num_kv_heads, index_t segment, sharing_rule share,
+                                                  index_t view_total) {
+  const index_t view = segment / num_kv_heads, length = segment_length(views, head_lengths, num_kv_heads, segment);
+  if (!share.on) return {length, head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
+  const index_t budget = budgets[view];
+  if ((view_total + num_kv_heads - 1) / num_kv_heads <= budget) return {length, length};  // total <= kv_heads · budget
+  return {length, share.rule.floor(budget)};
+}
+
+/// The same for a segment on its own: finds its view's total itself when the heads share the
+/// budget (O(kv_heads) a call; O(1) when they do not).
 template <class T, layout Layout>
 KVCAP_HOST_DEVICE constexpr extent segment_extent(const layer_view<T, Layout>* views, const index_t* budgets,
                                                   const index_t* head_lengths, const index_t* head_budgets,
                                                   index_t num_kv_heads, index_t segment, sharing_rule share = {}) {
-  const index_t view = segment / num_kv_heads;
-  const auto length_of = [&](index_t s) { return head_lengths != nullptr ? head_lengths[s] : views[view].length; };
-  if (!share.on) return {length_of(segment), head_budgets != nullptr ? head_budgets[segment] : budgets[view]};
-  index_t total = 0;  // the view's resident tokens: kv_heads · capacity, below max_plan_items
-  for (index_t s = view * num_kv_heads; s < (view + 1) * num_kv_heads; ++s) total += length_of(s);
-  const index_t budget = budgets[view], length = length_of(segment);
-  if ((total + num_kv_heads - 1) / num_kv_heads <= budget) return {length, length};  // total <= kv_heads · budget
-  return {length, share.rule.floor(budget)};
+  const index_t total = share.on ? view_tokens(views, head_lengths, num_kv_heads, segment / num_kv_heads) : 0;
+  return segment_extent(views, budgets, head_lengths, head_budgets, num_kv_heads, segment, share, total);
 }
 
 /// Shared memory a compaction block stages a tile in: K rows, V rows (each region rounded to
@@ -261,21 +289,21 @@ constexpr status plan(const compress_batch<T, Layout>& batch, plan_totals& p, po
   const index_t* head_lengths = p.head_lengths ? batch.head_lengths.data() : nullptr;
   const index_t* head_budgets = p.head_budgets ? batch.head_budgets.data() : nullptr;
   const index_t* budgets = p.head_budgets ? nullptr : batch.budgets.data();
-  index_t resident = 0;  // window scorers: the current view's longest head
+  index_t resident = 0, total = 0;  // the current view's longest head, and its heads' tokens
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
-    const extent e =
-        segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment, p.share);
-    if (needs.window_mass && segment % p.num_kv_heads == 0) {  // a view's first head: its resident tokens
-      resident = 0;
-      for (index_t head = 0; head < p.num_kv_heads; ++head) {
-        const index_t n =
-            segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment + head).length;
+    if (segment % p.num_kv_heads == 0) {  // a view's first head: its heads' lengths, checked before they are added
+      const index_t capacity = batch.views[segment / p.num_kv_heads].mapping.capacity;
+      resident = total = 0;
+      for (index_t s = segment; s < segment + p.num_kv_heads; ++s) {
+        const index_t n = segment_length(batch.views.data(), head_lengths, p.num_kv_heads, s);
+        if (p.head_lengths && (n < 0 || n > capacity))
+          return status::failure(errc::capacity_exceeded, "head_lengths[]", s, capacity, n);
         resident = n > resident ? n : resident;
+        total += n;
       }
     }
-    const index_t capacity = batch.views[segment / p.num_kv_heads].mapping.capacity;
-    if (p.head_lengths && (e.length < 0 || e.length > capacity))
-      return status::failure(errc::capacity_exceeded, "head_lengths[]", segment, capacity, e.length);
+    const extent e = segment_extent(batch.views.data(), budgets, head_lengths, head_budgets, p.num_kv_heads, segment,
+                                    p.share, total);
     if (p.head_budgets && e.keep < 0) return status::failure(errc::invalid_argument, "head_budgets[]", segment, 0, e.keep);
     if (p.appended && batch.appended[segment / p.num_kv_heads] > e.length)
       return status::failure(errc::capacity_exceeded, "appended[] (<= every head's resident tokens)",

@@ -27,10 +27,12 @@ namespace kvcap::device::reference {
 /// Fills the per-active-segment arrays of the plan (the device's plan kernel, sequentially).
 template <class T, layout Layout>
 void plan_segments(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
-  index_t active = 0, tokens = 0, tiles = 0;
+  index_t active = 0, tokens = 0, tiles = 0, total = 0;
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
+    if (ws.share.on && segment % p.num_kv_heads == 0)
+      total = view_tokens(ws.views, ws.head_lengths, p.num_kv_heads, segment / p.num_kv_heads);
     const extent e =
-        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment, ws.share);
+        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment, ws.share, total);
     if (!e.active()) continue;
     ws.segments[active] = {static_cast<std::int32_t>(segment / p.num_kv_heads),
                            static_cast<std::int32_t>(segment % p.num_kv_heads), e.length, e.keep};
@@ -170,12 +172,12 @@ template <class T, layout Layout>
 void share_heads(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
   index_t* const head_lengths_out = ws.shared_lengths;
   const index_t heads = p.num_kv_heads;
-  const auto extent_of = [&](index_t segment) {
-    return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, heads, segment, ws.share);
-  };
   index_t a0 = 0;
   for (index_t view = 0; view < p.num_views; ++view) {
-    const index_t first = view * heads;
+    const index_t first = view * heads, total = view_tokens(ws.views, ws.head_lengths, heads, view);
+    const auto extent_of = [&](index_t segment) {
+      return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, heads, segment, ws.share, total);
+    };
     for (index_t head = 0; head < heads; ++head)
       if (const extent e = extent_of(first + head); !e.active()) head_lengths_out[first + head] = e.length;
     index_t a1 = a0;

@@ -53,11 +53,13 @@ __global__ void __launch_bounds__(select_threads)
   __shared__ index_t top_bit;
   const int t = threadIdx.x;
   if (blockIdx.x == 0 && t == 0 && num_active > 0) ws.tile_done[ws.tile_indptr[num_active]] = 0;  // tile counter
-  const auto extent_of = [&](index_t segment) {
-    return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share);
-  };
   for (index_t view = blockIdx.x; view < num_views; view += gridDim.x) {
     const index_t first = view * num_kv_heads;
+    const index_t total = view_tokens(ws.views, ws.head_lengths, num_kv_heads, view);  // each thread: O(kv_heads)
+    const auto extent_of = [&](index_t segment) {
+      return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share,
+                            total);
+    };
     // Heads with nothing to drop keep their length (every head, in a view that keeps all).
     for (index_t head = t; head < num_kv_heads; head += select_threads)
       if (const extent e = extent_of(first + head); !e.active()) head_lengths_out[first + head] = e.length;
