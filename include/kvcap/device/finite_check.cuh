@@ -52,8 +52,7 @@ __global__ void __launch_bounds__(finite_threads)
   const int t = threadIdx.x;
   for (index_t segment = blockIdx.y; segment < num_segments; segment += gridDim.y) {
     const index_t view_index = segment / num_kv_heads, head = segment % num_kv_heads;
-    const index_t length =
-        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment).length;
+    const index_t length = segment_length(ws.views, ws.head_lengths, num_kv_heads, segment);
     const index_t begin = first_checked_slot(length, ws.appended, view_index) + blockIdx.x * finite_rows;
     if (begin >= length) continue;  // block-uniform
     const auto& view = ws.views[view_index];

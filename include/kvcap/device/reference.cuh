@@ -134,8 +134,7 @@ void check_finite(const workspace_layout<T, Layout>& ws, const plan_totals& p, b
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
     const index_t view = segment / p.num_kv_heads, head = segment % p.num_kv_heads;
     const layer_view<T, Layout>& v = ws.views[view];
-    const index_t length =
-        segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment).length;
+    const index_t length = segment_length(ws.views, ws.head_lengths, p.num_kv_heads, segment);
     for (index_t slot = first_checked_slot(length, ws.appended, view); slot < length; ++slot)
       for (index_t d = 0; d < p.head_dim; ++d) {
         if (!finite(v.k[v.mapping(slot, head) + d])) report(finite_input::k, segment, slot);

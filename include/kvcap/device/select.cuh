@@ -77,8 +77,9 @@ struct radix_candidates<Key, 0> {};  ///< no buffer: every pass reads the keys
 /// bit set (the first pass's digits 255..128: protected tokens). With keep 0 the state starts
 /// done: the first pass only counts, and the select stops after it with nothing chosen.
 /// Keys are loaded 4 at a time, all before any is counted: a load followed at once by the
-/// shared atomic that takes it (which it might alias) would wait for each load in turn. With a `buffer` (shared memory),
-/// the first pass whose candidates fit in it copies them there as it counts them.
+/// shared atomic that takes it (which it might alias) would wait for each load in turn. With
+/// a `buffer` (shared memory), the first pass whose candidates fit in it copies them there as
+/// it counts them.
 template <class Key, int Capacity = 0>
 __device__ void block_radix_select(const Key* keys, index_t n, index_t keep, unsigned int* hist,
                                    basic_radix_state<Key>& st, typename select_scan::TempStorage& temp,
