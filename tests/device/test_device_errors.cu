@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "device_harness.cuh"
+#include "refusal_cases.hpp"
 
 using namespace kvcap;
 using namespace kvcap_test;
@@ -73,56 +74,24 @@ dev::status run(fixture& f, dev::compress_batch<__half, layouts::nhd> b, std::si
 
 TEST_CASE("invalid batches return a status and leave the cache unchanged" * doctest::skip(no_gpu())) {
   const auto expect = [](fixture& f, dev::compress_batch<__half, layouts::nhd> b, dev::errc code, std::string argument,
-                         index_t at) {
+                         index_t at, index_t expected = refusal::any_expected) {
     const dev::status s = run(f, b);
     CHECK(s.code == code);
     CHECK(std::string(s.argument) == argument);
     CHECK(s.at == at);
     f.require_unchanged();
+    if (expected != refusal::any_expected) CHECK(s.expected == expected);
   };
   {
-    fixture f(3);
-    f.budgets.pop_back();
-    expect(f, f.batch(), dev::errc::invalid_argument, "budgets.size()", -1);
+    fixture f(refusal_views);  // the batch every case edits is valid as it is
+    REQUIRE(run(f, f.batch()).ok());
   }
-  {
-    fixture f(3);
-    f.budgets[2] = -1;
-    expect(f, f.batch(), dev::errc::invalid_argument, "budgets[]", 2);
-  }
-  {
-    fixture f(2);
-    std::vector<index_t> appended{8, 41};
-    auto b = f.batch();
-    b.appended = appended;
-    expect(f, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 1);
-  }
-  {
-    fixture f(3);
-    f.views[1].length = fixture::capacity + 1;
-    expect(f, f.batch(), dev::errc::capacity_exceeded, "views[].length", 1);
-  }
-  {
-    fixture f(3);
-    f.views[0].meta = nullptr;
-    expect(f, f.batch(), dev::errc::invalid_argument, "views[].k, v, meta (non-null)", 0);
-  }
-  {
-    fixture f(2);
-    f.views[1].mapping.num_heads = 1;
-    expect(f, f.batch(), dev::errc::shape_mismatch, "views[].mapping.num_heads", 1);
-  }
-  {
-    fixture f(2);
-    f.views[1].mapping.head_dim = 4;
-    expect(f, f.batch(), dev::errc::shape_mismatch, "views[].mapping.head_dim", 1);
-  }
-  {
-    fixture f(2);
-    std::vector<index_t> head_lengths{40, 40, 41, 0};
-    auto b = f.batch();
-    b.head_lengths = head_lengths;
-    expect(f, b, dev::errc::capacity_exceeded, "head_lengths[]", 2);
+  for (const auto& c : refusal_cases<__half, layouts::nhd>()) {  // shared with the reference's test
+    INFO(std::string(c.expect.edit));
+    fixture f(refusal_views);
+    refusal_batch<__half, layouts::nhd> edited{f.views, f.budgets};
+    c.apply(edited);
+    expect(f, edited.batch(), c.expect.code, c.expect.argument, c.expect.at, c.expect.expected);
   }
   {  // too small a workspace
     fixture f(2);

@@ -10,6 +10,7 @@
 #include <kvcap/device/reference.cuh>
 
 #include "harness.hpp"
+#include "refusal_cases.hpp"
 
 using namespace kvcap;
 using namespace kvcap_test;
@@ -198,113 +199,26 @@ dev::status run_reference(dev::compress_batch<float, layouts::nhd> b) {
 
 TEST_CASE("invalid batches are refused with the argument named, and nothing moves") {
   const auto expect_refused = [](small_batch<>& sb, dev::compress_batch<float, layouts::nhd> b, dev::errc code,
-                                 std::string argument, index_t at) {
+                                 std::string argument, index_t at,
+                                 index_t expected = refusal::any_expected) {
     const auto before = sb.snapshot();
     const dev::status s = run_reference(b);
     CHECK(s.code == code);
     CHECK(std::string(s.argument) == argument);
     CHECK(s.at == at);
     CHECK(sb.snapshot() == before);
+    if (expected != refusal::any_expected) CHECK(s.expected == expected);
   };
   {
-    small_batch sb(3);
+    small_batch sb(refusal_views);  // the batch every case edits is valid as it is
     REQUIRE(run_reference(sb.batch()).ok());
   }
-  {
-    small_batch sb(3);
-    sb.budgets.pop_back();
-    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "budgets.size()", -1);
-  }
-  {
-    small_batch sb(3);
-    sb.budgets[1] = -1;
-    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "budgets[]", 1);
-  }
-  {
-    small_batch sb(3);
-    sb.views[2].length = 11;
-    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].length", 2);
-  }
-  {
-    small_batch sb(3);
-    sb.views[1].length = -1;
-    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].length", 1);
-  }
-  {
-    small_batch sb(3);
-    sb.views[1].v = nullptr;
-    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "views[].k, v, meta (non-null)", 1);
-  }
-  {
-    small_batch sb(3);
-    sb.views[2].mapping.num_heads = 1;
-    expect_refused(sb, sb.batch(), dev::errc::shape_mismatch, "views[].mapping.num_heads", 2);
-  }
-  {
-    small_batch sb(3);
-    sb.views[1].mapping.head_dim = 4;
-    expect_refused(sb, sb.batch(), dev::errc::shape_mismatch, "views[].mapping.head_dim", 1);
-  }
-  {
-    small_batch sb(3);  // one float row past the staging: refused by the first view, naming the widest
-    const index_t widest = dev::max_head_dim_for(sizeof(float));
-    for (auto& v : sb.views) v.mapping.head_dim = widest + 1;
-    expect_refused(sb, sb.batch(), dev::errc::invalid_argument, "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0);
-    CHECK(run_reference(sb.batch()).expected == widest);
-  }
-  {
-    small_batch sb(3);  // views × heads past what any workspace holds: refused before the product wraps
-    for (auto& v : sb.views) v.mapping.num_heads = dev::max_plan_items;
-    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].mapping.num_heads (views × heads)", 0);
-    CHECK(run_reference(sb.batch()).expected == dev::max_plan_items / 3);
-  }
-  {
-    small_batch sb(2);
-    sb.views[1].mapping.capacity = dev::max_segment_slots;
-    expect_refused(sb, sb.batch(), dev::errc::capacity_exceeded, "views[].mapping.capacity", 1);
-  }
-  {
-    small_batch sb(2);
-    std::vector<index_t> head_lengths{10, 10, 3};
-    auto b = sb.batch();
-    b.head_lengths = head_lengths;
-    expect_refused(sb, b, dev::errc::invalid_argument, "head_lengths.size()", -1);
-    head_lengths = {10, 10, 3, 11};
-    b.head_lengths = head_lengths;
-    expect_refused(sb, b, dev::errc::capacity_exceeded, "head_lengths[]", 3);
-  }
-  {
-    small_batch sb(2);
-    std::vector<index_t> head_budgets{1, 2, -1, 4};
-    auto b = sb.batch();
-    b.head_budgets = head_budgets;
-    b.budgets = {};
-    expect_refused(sb, b, dev::errc::invalid_argument, "head_budgets[]", 2);
-  }
-  {
-    small_batch sb(2);
-    std::vector<index_t> out(3);
-    auto b = sb.batch();
-    b.lengths_out = out;
-    expect_refused(sb, b, dev::errc::invalid_argument, "lengths_out.size()", -1);
-  }
-  {
-    small_batch sb(2);
-    std::vector<index_t> appended{3};
-    auto b = sb.batch();
-    b.appended = appended;
-    expect_refused(sb, b, dev::errc::invalid_argument, "appended.size()", -1);
-    appended = {3, -1};
-    b.appended = appended;
-    expect_refused(sb, b, dev::errc::invalid_argument, "appended[]", 1);
-    appended = {11, 3};
-    b.appended = appended;
-    expect_refused(sb, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 0);
-    std::vector<index_t> head_lengths{10, 10, 10, 2};  // view 1's head 1 holds 2: fewer than 3 appended
-    b.head_lengths = head_lengths;
-    appended = {3, 3};
-    b.appended = appended;
-    expect_refused(sb, b, dev::errc::capacity_exceeded, "appended[] (<= every head's resident tokens)", 1);
+  for (const auto& c : refusal_cases<float, layouts::nhd>()) {  // shared with the device executor's test
+    INFO(std::string(c.expect.edit));
+    small_batch sb(refusal_views);
+    refusal_batch<float, layouts::nhd> edited{sb.views, sb.budgets};
+    c.apply(edited);
+    expect_refused(sb, edited.batch(), c.expect.code, c.expect.argument, c.expect.at, c.expect.expected);
   }
   {
     small_batch<float, layouts::paged_nhd> sb(2);

@@ -166,7 +166,7 @@ status enqueue_scores(const workspace_layout<T, Layout>& ws, const plan_totals& 
                       const compress_policies<Scorer, Structure, Reducer>& policies, cudaStream_t stream) {
   constexpr policy_needs needs = needs_of<Scorer>;
   if (p.active_segments == 0) return ok_status;
-  launch(plan_kernel<T, Layout>, 1, plan_threads, 0, stream, ws, p.num_segments, p.num_kv_heads, p.tile_tokens);
+  launch(plan_kernel<T, Layout>, 1, plan_threads, 0, stream, ws, p.num_views, p.num_kv_heads, p.tile_tokens);
   KVCAP_CUDA_LAUNCHED(stream);
   if constexpr (needs.window_mass) {
     if (status s = enqueue_window_mass(ws, p, stream); !s) return s;

@@ -1,7 +1,9 @@
 #pragma once
 // kvcap/device/plan_kernel.cuh — the device half of planning: one block lays the active
 // segments end to end (segments, token_indptr, tile_indptr), with the same segment_extent
-// the host used to size the workspace and the grids.
+// the host used to size the workspace and the grids. When the heads of a view share its
+// budget, a first pass adds up each view's heads once (a thread a view), as the host's plan
+// does, so that a segment's extent reads its view's total rather than summing it again.
 
 #include <cub/block/block_scan.cuh>
 
@@ -14,17 +16,22 @@ inline constexpr int plan_threads = 256;
 
 template <class T, class Layout>
 __global__ void __launch_bounds__(plan_threads)
-    plan_kernel(workspace_layout<T, Layout> ws, index_t num_segments, index_t num_kv_heads, index_t tile_tokens) {
+    plan_kernel(workspace_layout<T, Layout> ws, index_t num_views, index_t num_kv_heads, index_t tile_tokens) {
   using scan = cub::BlockScan<index_t, plan_threads>;
   __shared__ typename scan::TempStorage temp;
   __shared__ index_t carry[3];  // active segments, tokens, tiles before this chunk
   if (threadIdx.x == 0) carry[0] = carry[1] = carry[2] = 0;
-  __syncthreads();
+  if (ws.share.on)
+    for (index_t view = threadIdx.x; view < num_views; view += plan_threads)
+      ws.view_totals[view] = view_tokens(ws.views, ws.head_lengths, num_kv_heads, view);
+  __syncthreads();  // the totals, written to global memory, are visible to the whole block
+  const index_t num_segments = num_views * num_kv_heads;
   for (index_t base = 0; base < num_segments; base += plan_threads) {
     const index_t segment = base + threadIdx.x;
     extent e{};
     if (segment < num_segments)
-      e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share);
+      e = segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share,
+                         ws.share.on ? ws.view_totals[segment / num_kv_heads] : 0);
     const bool active = segment < num_segments && e.active();
     const index_t one = active ? 1 : 0, tokens = active ? e.length : 0,
                   tiles = active ? (e.length + tile_tokens - 1) / tile_tokens : 0;

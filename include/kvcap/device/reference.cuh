@@ -29,8 +29,9 @@ template <class T, layout Layout>
 void plan_segments(const workspace_layout<T, Layout>& ws, const plan_totals& p) {
   index_t active = 0, tokens = 0, tiles = 0, total = 0;
   for (index_t segment = 0; segment < p.num_segments; ++segment) {
-    if (ws.share.on && segment % p.num_kv_heads == 0)
-      total = view_tokens(ws.views, ws.head_lengths, p.num_kv_heads, segment / p.num_kv_heads);
+    if (ws.share.on && segment % p.num_kv_heads == 0)  // the plan kernel's first pass, a view at a time
+      total = ws.view_totals[segment / p.num_kv_heads] =
+          view_tokens(ws.views, ws.head_lengths, p.num_kv_heads, segment / p.num_kv_heads);
     const extent e =
         segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, p.num_kv_heads, segment, ws.share, total);
     if (!e.active()) continue;

@@ -55,7 +55,13 @@ __global__ void __launch_bounds__(select_threads)
   if (blockIdx.x == 0 && t == 0 && num_active > 0) ws.tile_done[ws.tile_indptr[num_active]] = 0;  // tile counter
   for (index_t view = blockIdx.x; view < num_views; view += gridDim.x) {
     const index_t first = view * num_kv_heads;
-    const index_t total = view_tokens(ws.views, ws.head_lengths, num_kv_heads, view);  // each thread: O(kv_heads)
+    // The view's resident tokens, its heads added up by the block (the plan kernel's totals
+    // exist only when a segment is active; this kernel also runs when none is).
+    index_t total = 0, ignored = 0, heads_mine = 0;
+    for (index_t head = t; head < num_kv_heads; head += select_threads)
+      heads_mine += segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);
+    select_scan(temp).ExclusiveSum(heads_mine, ignored, total);
+    __syncthreads();
     const auto extent_of = [&](index_t segment) {
       return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share,
                             total);
@@ -69,7 +75,7 @@ __global__ void __launch_bounds__(select_threads)
 
     // 1. What the floors leave.
     const index_t budget = ws.budgets[view], floor = ws.share.rule.floor(budget);
-    index_t mine = 0, floors = 0, ignored = 0;
+    index_t mine = 0, floors = 0;
     for (index_t head = t; head < num_kv_heads; head += select_threads) {
       const index_t n = extent_of(first + head).length;
       mine += n < floor ? n : floor;

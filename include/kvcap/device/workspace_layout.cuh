@@ -66,6 +66,7 @@ struct workspace_layout {
   std::int32_t* claims = nullptr;            // (tokens) per slot: the first dropped token claiming it, idem
   wide_key* shared_keys = nullptr;           // (tokens) with share: the keys heads compete by (shared_heads.cuh)
   index_t* shared_lengths = nullptr;         // (segments) with share: each head's length afterwards, idem
+  index_t* view_totals = nullptr;            // (views) with share: each view's resident tokens (the plan's)
   sharing_rule share{};                      // the plan's (a value, not carved)
 };
 
@@ -103,6 +104,7 @@ constexpr workspace_layout<T, Layout> carve(Carver& w, const plan_totals& p, pol
   if (p.share.on) {
     ws.shared_keys = w.template take<wide_key>(p.tokens);
     ws.shared_lengths = w.template take<index_t>(p.num_segments);
+    ws.view_totals = w.template take<index_t>(p.num_views);
   }
   ws.share = p.share;
   return ws;
