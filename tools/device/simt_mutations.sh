@@ -67,9 +67,8 @@ mutations=(
   "shared heads: a view's segments found one too far|include/kvcap/device/shared_heads.cuh|    if (segments[mid].view < view) lo = mid + 1;|    if (segments[mid].view <= view) lo = mid + 1;"
   "shared heads: the plan reads no view total (every view keeps all)|include/kvcap/device/plan_kernel.cuh|ws.share.on ? ws.view_totals[segment / num_kv_heads] : 0|0"
   "shared heads: the plan's view totals short by length / kv_heads|include/kvcap/device/plan_kernel.cuh|      ws.view_totals[view] = view_tokens(ws.views, ws.head_lengths, num_kv_heads, view);|      ws.view_totals[view] = view_tokens(ws.views, ws.head_lengths, num_kv_heads, view) - ws.views[view].length / num_kv_heads;"
-  "shared heads: the competition's view total one head short|include/kvcap/device/shared_heads.cuh|    for (index_t head = t; head < num_kv_heads; head += select_threads)
-      heads_mine +=|    for (index_t head = t; head < num_kv_heads - 1; head += select_threads)
-      heads_mine +="
+  "shared heads: the lengths of heads with nothing to drop not written|include/kvcap/device/shared_heads.cuh|      head_lengths_out[first + head] = segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);|      (void)head_lengths_out;"
+  "shared heads: a head's floor counted from the view's first head's length|include/kvcap/device/shared_heads.cuh|      const index_t n = segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);|      const index_t n = segment_length(ws.views, ws.head_lengths, num_kv_heads, first);"
   "merge: the warp's next kept slot one too far|include/kvcap/reducers/merge.hpp|return base + lowest_bit(kept);|return base + lowest_bit(kept) + (kept > 1u ? 1 : 0);"
   "merge rounds: ready on winning the first claim alone|include/kvcap/device/reduce_rounds.cuh|for (int c = 0; c < count; ++c) won = won &&|for (int c = 0; c < count && c < 1; ++c) won = won &&"
   "merge rounds: no barrier between the claims and their check|include/kvcap/device/reduce_rounds.cuh|.fetch_min(i, cuda::memory_order_relaxed);

@@ -55,29 +55,21 @@ __global__ void __launch_bounds__(select_threads)
   if (blockIdx.x == 0 && t == 0 && num_active > 0) ws.tile_done[ws.tile_indptr[num_active]] = 0;  // tile counter
   for (index_t view = blockIdx.x; view < num_views; view += gridDim.x) {
     const index_t first = view * num_kv_heads;
-    // The view's resident tokens, its heads added up by the block (the plan kernel's totals
-    // exist only when a segment is active; this kernel also runs when none is).
-    index_t total = 0, ignored = 0, heads_mine = 0;
+    // Every head's length as it stands: what a head with nothing to drop keeps (every head,
+    // in a view that keeps all). An active head's is overwritten in 3, 4 with what it keeps,
+    // after the barriers of 1 and 2. (So this kernel needs no view total: which heads are
+    // active is the plan's list, a0 .. a1.)
     for (index_t head = t; head < num_kv_heads; head += select_threads)
-      heads_mine += segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);
-    select_scan(temp).ExclusiveSum(heads_mine, ignored, total);
-    __syncthreads();
-    const auto extent_of = [&](index_t segment) {
-      return segment_extent(ws.views, ws.budgets, ws.head_lengths, ws.head_budgets, num_kv_heads, segment, ws.share,
-                            total);
-    };
-    // Heads with nothing to drop keep their length (every head, in a view that keeps all).
-    for (index_t head = t; head < num_kv_heads; head += select_threads)
-      if (const extent e = extent_of(first + head); !e.active()) head_lengths_out[first + head] = e.length;
+      head_lengths_out[first + head] = segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);
     const index_t a0 = first_segment_of(ws.segments, num_active, view);
     const index_t a1 = first_segment_of(ws.segments, num_active, view + 1);
     if (a0 == a1) continue;
 
     // 1. What the floors leave.
     const index_t budget = ws.budgets[view], floor = ws.share.rule.floor(budget);
-    index_t mine = 0, floors = 0;
+    index_t mine = 0, floors = 0, ignored = 0;
     for (index_t head = t; head < num_kv_heads; head += select_threads) {
-      const index_t n = extent_of(first + head).length;
+      const index_t n = segment_length(ws.views, ws.head_lengths, num_kv_heads, first + head);
       mine += n < floor ? n : floor;
     }
     select_scan(temp).ExclusiveSum(mine, ignored, floors);
