@@ -9,6 +9,7 @@
 
 #include "device_harness.cuh"
 #include "shared_heads_case.hpp"
+#include "shared_heads_hand.hpp"
 
 using namespace kvcap;
 using namespace kvcap_test;
@@ -409,6 +410,13 @@ void shared_cases_on_device(std::uint64_t seed, Cases cases) {
 }
 
 }  // namespace
+
+TEST_CASE("heads that share a budget: hand-checked kept sets" * doctest::skip(no_gpu())) {
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  check_shared_hand_cases(device_executor{stream});  // the reference meets the same (test_device_shared_heads.cpp)
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
 
 TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive budget keeps" *
                        doctest::skip(no_gpu()),

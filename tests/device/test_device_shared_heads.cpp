@@ -12,6 +12,7 @@
 
 #include "harness.hpp"
 #include "shared_heads_case.hpp"
+#include "shared_heads_hand.hpp"
 
 using namespace kvcap;
 using namespace kvcap_test;
@@ -79,49 +80,7 @@ void two_heads(host_image<float, layouts::nhd>& img, rng& r, index_t tokens, ind
   img.view.length = tokens;
 }
 
-/// Two heads of six tokens (dim 1, key_norm: the smaller |k| is kept), the keys chosen for
-/// ties across heads. Returns each head's kept logical indices.
-std::vector<std::vector<std::int64_t>> hand_case(double fraction, index_t budget) {
-  using T = float;
-  host_image<T, layouts::nhd> img;
-  rng r(1);
-  const float k[2][6] = {{5, 1, 6, 2, 7, 3}, {5, 5, 4, 9, 4, 9}};
-  two_heads(img, r, 6, 1, [&](index_t head, index_t tok) { return k[head][tok]; });
-  const std::vector<layer_view<T, layouts::nhd>> views{img.view};
-  const std::vector<index_t> budgets{budget};
-  std::vector<index_t> out(2, -1);
-  dev::compress_batch<T, layouts::nhd> batch{views, budgets};
-  batch.share_heads = dev::head_sharing{fraction};
-  batch.head_lengths_device_out = out.data();
-  const dev::compress_policies<scorers::key_norm> policies{};
-  std::size_t bytes = 0;
-  REQUIRE(dev::reference::compress(nullptr, bytes, batch, policies).ok());
-  std::vector<std::byte> temp(bytes);
-  REQUIRE(dev::reference::compress(temp.data(), bytes, batch, policies).ok());
-  std::vector<std::vector<std::int64_t>> kept(2);
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < out[head]; ++tok) kept[head].push_back(img.view.meta_at(tok, head).index);
-  return kept;
-}
-
 }  // namespace
-
-TEST_CASE("heads that share a budget: hand-checked kept sets") {
-  using kept = std::vector<std::vector<std::int64_t>>;
-  // Budget 3 a head, 6 in all. Floor ⌊3 · 0.34⌋ = 1: head 0 keeps token 1 (|k| 1), head 1
-  // token 2 (|k| 4, tied with token 4: the smaller index). The other 4 go to the best of the
-  // rest: head 0's tokens 3 and 5 (|k| 2, 3), head 1's token 4 (|k| 4), then three at |k| 5:
-  // head 0's and head 1's token 0 (the same index: the smaller head) before head 1's token 1.
-  CHECK(hand_case(0.34, 3) == kept{{0, 1, 3, 5}, {2, 4}});
-  // No floor: the 6 best overall, the same set here.
-  CHECK(hand_case(0.0, 3) == kept{{0, 1, 3, 5}, {2, 4}});
-  // A floor of the whole budget is a uniform budget: 3 each (head 1: |k| 4, 4, then token 0).
-  CHECK(hand_case(1.0, 3) == kept{{1, 3, 5}, {0, 2, 4}});
-  // Budget 1, floor 0: the two best, both in head 0.
-  CHECK(hand_case(0.5, 1) == kept{{1, 3}, {}});
-  // A budget that holds every token keeps all.
-  CHECK(hand_case(0.25, 6) == kept{{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}});
-}
 
 TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves") {
   using T = float;
@@ -206,6 +165,10 @@ struct reference_executor {
 };
 
 }  // namespace
+
+TEST_CASE("heads that share a budget: hand-checked kept sets") {
+  check_shared_hand_cases(reference_executor{});  // test_device_parity.cu: the same on the kernels
+}
 
 TEST_CASE_TEMPLATE("heads that share a budget keep what the host's head-adaptive budget keeps", Layout, layouts::nhd,
                    layouts::paged_hnd, layouts::varlen) {
