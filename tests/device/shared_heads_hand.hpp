@@ -13,6 +13,19 @@
 
 namespace kvcap_test {
 
+/// `img`: two heads of `tokens` tokens (NHD, `dim` dims, as `arrange` draws them), each slot
+/// holding logical index = slot and a first key element `key(head, slot)`; all resident.
+template <class Key>
+void two_heads(host_image<float, layouts::nhd>& img, rng& r, index_t tokens, index_t dim, Key key) {
+  arrange(img, r, tokens, 2, dim);
+  for (index_t head = 0; head < 2; ++head)
+    for (index_t tok = 0; tok < tokens; ++tok) {
+      img.view.meta_at(tok, head).index = tok;
+      img.view.k[img.view.mapping(tok, head)] = key(head, tok);
+    }
+  img.view.length = tokens;
+}
+
 /// Two heads of six slots (NHD, key_norm: the smaller |k| is kept), the keys chosen for ties
 /// across heads; each slot holds logical index = slot. `lengths`: each head's resident
 /// tokens (empty: all six). Returns each head's kept logical indices.
@@ -24,13 +37,7 @@ std::vector<std::vector<std::int64_t>> shared_hand_case(const Executor& exec, do
   host_image<T, layouts::nhd>& img = images[0];
   rng r(1);
   const float k[2][6] = {{5, 1, 6, 2, 7, 3}, {5, 5, 4, 9, 4, 9}};
-  arrange(img, r, 6, 2, 1);
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < 6; ++tok) {
-      img.view.meta_at(tok, head).index = tok;
-      img.view.k[img.view.mapping(tok, head)] = k[head][tok];
-    }
-  img.view.length = 6;
+  two_heads(img, r, 6, 1, [&](index_t head, index_t tok) { return k[head][tok]; });
   const std::vector<layer_view<T, layouts::nhd>> views{img.view};
   const std::vector<index_t> budgets{budget};
   device::compress_batch<T, layouts::nhd> batch{views, budgets};

@@ -65,23 +65,6 @@ TEST_CASE("a radix select over wide keys keeps exactly the k largest") {
   }
 }
 
-namespace {
-
-/// `img`: two heads of `tokens` tokens (NHD, `dim` dims, as `arrange` draws them), each slot
-/// holding logical index = slot and a first key element `key(head, slot)`; all resident.
-template <class Key>
-void two_heads(host_image<float, layouts::nhd>& img, rng& r, index_t tokens, index_t dim, Key key) {
-  arrange(img, r, tokens, 2, dim);
-  for (index_t head = 0; head < 2; ++head)
-    for (index_t tok = 0; tok < tokens; ++tok) {
-      img.view.meta_at(tok, head).index = tok;
-      img.view.k[img.view.mapping(tok, head)] = key(head, tok);
-    }
-  img.view.length = tokens;
-}
-
-}  // namespace
-
 TEST_CASE("shared budgets: bad arguments are refused by name, and nothing moves") {
   using T = float;
   host_image<T, layouts::nhd> img;
