@@ -67,7 +67,7 @@ std::vector<refusal_case<T, Layout>> refusal_cases() {
   using kvcap::device::errc;
   using batch = refusal_batch<T, Layout>;
   static_assert(refusal_views == 3, "the cases below name views 0 to 2");
-  const index_t widest = kvcap::device::max_head_dim_for(static_cast<index_t>(sizeof(T)));
+  constexpr index_t widest = kvcap::device::max_head_dim_for(static_cast<index_t>(sizeof(T)));
   return {
       {{"a budget missing", errc::invalid_argument, "budgets.size()", -1, refusal_views},
        [](batch& b) { b.budgets.pop_back(); }},
@@ -84,7 +84,7 @@ std::vector<refusal_case<T, Layout>> refusal_cases() {
        [](batch& b) { b.views[1].mapping.head_dim += 1; }},
       {{"rows one element past the staging", errc::invalid_argument,
         "views[].mapping.head_dim (a K and a V row fit 40 KiB)", 0, widest},
-       [widest](batch& b) {
+       [](batch& b) {
          for (auto& v : b.views) v.mapping.head_dim = widest + 1;
        }},
       {{"views × heads past any workspace (refused before the product wraps)", errc::capacity_exceeded,
