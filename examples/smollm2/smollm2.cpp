@@ -145,8 +145,7 @@ std::string leading_digits(const std::string& text) {
   std::string d;
   for (const char c : text) {
     if (c >= '0' && c <= '9') d += c;
-    else if (!d.empty()) break;
-    else if (c != ' ') break;
+    else if (!d.empty() || c != ' ') break;  // past the digits, or text before any
   }
   return d;
 }

@@ -124,10 +124,12 @@ constexpr status workspace_bytes(const plan_totals& p, policy_needs needs, std::
   return ok_status;
 }
 
-/// Where a call's carve starts in the caller's buffer (its report first: read_status).
+/// Where a call's carve starts in the caller's buffer (its report first: read_status): the
+/// buffer's pointer moved forward to the alignment, as std::align does (no integer cast back
+/// to a pointer, so the result keeps the buffer's provenance).
 inline void* workspace_base(void* buffer) {
-  const auto at = reinterpret_cast<std::uintptr_t>(buffer);
-  return reinterpret_cast<void*>((at + (workspace_alignment - 1)) / workspace_alignment * workspace_alignment);
+  const auto past = reinterpret_cast<std::uintptr_t>(buffer) % workspace_alignment;
+  return static_cast<std::byte*>(buffer) + (past == 0 ? 0 : workspace_alignment - past);
 }
 inline const void* workspace_base(const void* buffer) { return workspace_base(const_cast<void*>(buffer)); }
 
