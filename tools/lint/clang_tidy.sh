@@ -4,19 +4,17 @@
 # checks in .clang-tidy. Prints every finding; exits 1 if one is in include/kvcap (findings in
 # tests and examples are printed, not fatal).
 #
-#   bash tools/lint/clang_tidy.sh [build dir, default build/tidy]
+#   bash tools/lint/clang_tidy.sh
 #
 # Needs Debian's clang-19 and clang-tidy-19 (apt-get install clang-19 clang-tidy-19). Only
-# configures the build directory (for compile_commands.json); builds nothing.
+# configures the `clang` preset (build/clang) for its compile_commands.json; builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build/tidy}
+build=build/clang
 tidy=${CLANG_TIDY:-clang-tidy-19}
 command -v "$tidy" >/dev/null || { echo "clang_tidy.sh: $tidy not found (apt-get install clang-tidy-19)" >&2; exit 2; }
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVCAP_ENABLE_CUDA=OFF \
-  -DCMAKE_CXX_COMPILER="${CXX:-clang++-19}" -DKVCAP_ENGINE_NATIVE=OFF \
-  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+cmake --preset clang -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 
 # Each source once (the header-only checks include a header and instantiate nothing).
 mapfile -t sources < <(python3 - "$build/compile_commands.json" <<'PY'
