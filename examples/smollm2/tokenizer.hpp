@@ -121,9 +121,12 @@ class tokenizer {
       if (special && !pieces_[id].empty()) specials_.emplace_back(pieces_[id], id);
       bytes_[id] = special ? pieces_[id] : byte_level_decode(pieces_[id]);
     }
-    // Longest first, so that the first special matching at a position is the longest one.
-    std::stable_sort(specials_.begin(), specials_.end(),
-                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    // Longest first, so that the first special matching at a position is the longest one; equal
+    // lengths by id, the order they were added in (std::stable_sort's result, without the
+    // temporary buffer libstdc++ 12 takes through the deprecated std::get_temporary_buffer).
+    std::sort(specials_.begin(), specials_.end(), [](const auto& a, const auto& b) {
+      return a.first.size() != b.first.size() ? a.first.size() > b.first.size() : a.second < b.second;
+    });
     for (const auto& [text, id] : specials_) special_first_[static_cast<std::uint8_t>(text[0])] = true;
   }
 
