@@ -9,10 +9,11 @@
 #include <kvcap.hpp>
 
 #include <cstdio>
+#include <exception>
 #include <random>
 #include <vector>
 
-int main() {
+int main() try {
   constexpr kvcap::index_t layers = 4, kv_heads = 2, q_heads = 8, dim = 64;
   constexpr kvcap::index_t budget = 1024, max_chunk = 784;
   std::mt19937 rng(7);
@@ -63,4 +64,7 @@ int main() {
               static_cast<long long>(prompt.num_tokens()), static_cast<long long>(kv.length(0)),
               m.total_bytes(), m.storage_bytes, m.workspace_bytes);
   return kv.length(0) == budget && kv.logical_length(0) == prompt.num_tokens() ? 0 : 1;
+} catch (const std::exception& e) {  // kvcap::error names the argument and what it expected
+  std::fprintf(stderr, "engine_loop: %s\n", e.what());
+  return 2;
 }
