@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "test_seed.hpp"
+
 namespace {
 
 using namespace kvcap;
@@ -326,7 +328,7 @@ const char* mode_name(value_mode m) {
 
 /// `count` random trials of one scorer.
 void run_trials(scorer_kind kind, std::uint64_t base_seed, int count, bool force_ties) {
-  rng_t meta_rng(base_seed);
+  rng_t meta_rng(kvcap_test::shifted(base_seed));
   for (int i = 0; i < count; ++i) {
     trial t;
     t.seed = meta_rng();

@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include "test_seed.hpp"
+
 namespace {
 
 using namespace kvcap;
@@ -28,7 +30,7 @@ std::vector<T> random_values(std::mt19937_64& rng, std::size_t count, bool ties)
 /// append and compress, that both hold the same tokens and bytes in every slot.
 template <class T, class Scorer>
 void check_layouts_agree(std::uint64_t seed, Scorer scorer, bool ties) {
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(kvcap_test::shifted(seed));
   const index_t layers = 2, heads = 3, dim = 5, budget = 7, max_chunk = 6;
   const host::compressor_shape shape{.num_layers = layers, .num_kv_heads = heads, .num_q_heads = heads * 2,
                                .head_dim = dim, .max_chunk = max_chunk};

@@ -9,6 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "test_seed.hpp"
+
 namespace {
 
 using namespace kvcap;
@@ -38,7 +40,7 @@ void run_structure(const Structure& s, Scorer scorer, index_t budget, index_t ma
   host::compressor<float, layouts::hnd, Scorer, budgets::fixed_tokens, reducers::evict, Structure> c(
       {.num_layers = layers, .num_kv_heads = heads, .num_q_heads = heads, .head_dim = dim, .max_chunk = max_chunk},
       {.scorer = scorer, .budget = {budget}, .structure = s});
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(kvcap_test::shifted(seed));
   std::normal_distribution<float> normal;
   std::vector<float> k, v;
   std::vector<token_meta> meta;

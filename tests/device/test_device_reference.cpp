@@ -975,7 +975,9 @@ TEST_CASE("the device algorithm's window mass is the host's to float rounding, a
   }
   MESSAGE("largest relative difference from the host's window mass: ", worst, "; ", short_heads,
           " heads shorter than a causal window");
-  CHECK(short_heads > 3);  // the case this test is for did occur
+  // The case this test is for did occur (10 times at the committed seed; 3 at the fewest over
+  // KVCAP_TEST_SEED=1 to 100, where "more than 3" failed once: tools/soak/soak.sh).
+  CHECK(short_heads > 0);
 }
 
 TEST_CASE("window attention keeps what the window looks at, summed over the GQA group (hand-checked)") {
