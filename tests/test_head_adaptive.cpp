@@ -83,7 +83,7 @@ TEST_CASE("head_adaptive shares the layer total by score, with a floor per head"
 }
 
 TEST_CASE("head_adaptive agrees with a brute-force joint selection over random runs") {
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(kvcap_test::shifted(5)));
+  std::mt19937 rng(kvcap_test::shifted(5));
   std::normal_distribution<float> g;
   for (int trial = 0; trial < 200; ++trial) {
     const index_t heads = 1 + static_cast<index_t>(rng() % 4), dim = 1 + static_cast<index_t>(rng() % 6);
@@ -178,7 +178,7 @@ TEST_CASE("head_adaptive compress_to(M) keeps what a budget-M cache keeps, over 
   // One chunk of the whole prompt: a cache built with budget M and compressed once must keep
   // the same (head, token) set as a cache built with the whole prompt's budget and compressed
   // to M. Checked with key_diff (cosines, comparable across heads) and every floor fraction.
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(kvcap_test::shifted(11)));
+  std::mt19937 rng(kvcap_test::shifted(11));
   std::normal_distribution<float> g;
   using comp = varlen_compressor<budgets::head_adaptive, scorers::key_diff>;
   for (int trial = 0; trial < 200; ++trial) {

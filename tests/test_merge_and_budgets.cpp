@@ -163,7 +163,7 @@ template <class Scorer, class Structure>
 void check_against_plain_merge(Scorer scorer, const Structure& structure, index_t budget, std::uint32_t seed) {
   constexpr index_t d = 8;
   const index_t n = structure.num_tokens();
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(kvcap_test::shifted(seed)));
+  std::mt19937 rng(kvcap_test::shifted(seed));
   std::normal_distribution<float> g;
   std::vector<float> k(n * d), v(k.size());
   for (index_t t = 0; t < n; ++t)  // runs of similar keys, so cosines are close and folds chain

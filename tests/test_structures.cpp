@@ -401,7 +401,7 @@ TEST_CASE("plan_chunks refuses a zero max_chunk") {
 TEST_CASE("neighbour_slot finds exactly the slot a scan of every slot finds") {
   // Resident tokens are a random subset (strictly increasing indices, gaps of 1 to 9) of a
   // video's tokens; neighbour_slot searches only the slots the gap allows.
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(kvcap_test::shifted(11)));
+  std::mt19937 rng(kvcap_test::shifted(11));
   const structures::temporal_frames video{.frames = 12, .rows = 5, .cols = 7};
   constexpr grid_offset steps[6] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
   index_t found = 0, missing = 0;

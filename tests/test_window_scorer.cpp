@@ -38,7 +38,7 @@ std::vector<double> brute_mass(const std::vector<float>& keys, index_t n, index_
 
 TEST_CASE("window mass in key tiles equals a brute-force softmax (GQA, causal and not, several tiles)") {
   constexpr index_t n = 600, d = 16, w = 5, kv_heads = 2, group = 3;  // 600 keys = 3 tiles of 256
-  std::mt19937 rng(static_cast<std::mt19937::result_type>(kvcap_test::shifted(3)));
+  std::mt19937 rng(kvcap_test::shifted(3));
   std::normal_distribution<float> g;
   std::vector<float> k(n * kv_heads * d), v(k.size()), q(w * kv_heads * group * d);
   for (auto& x : k) x = g(rng);
