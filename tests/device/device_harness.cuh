@@ -51,32 +51,34 @@ struct device_image {
   token_meta* meta = nullptr;
   std::int32_t* table = nullptr;
   index_t* indptr = nullptr;
-  std::size_t elems = 0, metas = 0, tables = 0, indptrs = 0;
+  std::size_t elems = 0, v_elems = 0, metas = 0, tables = 0, indptrs = 0;  // v_elems 0: V lies in k (fused_kv)
   layer_view<T, Layout> view{};
 
   device_image(device::counting_resource& resource, const host_image<T, Layout>& h) : mr(&resource) {
-    elems = h.k.size(), metas = h.meta.size(), tables = h.block_table.size(), indptrs = h.head_indptr.size();
+    elems = h.k.size(), v_elems = h.v.size(), metas = h.meta.size(), tables = h.block_table.size(),
+    indptrs = h.head_indptr.size();
     KVCAP_TEST_CUDA(mr->allocate(&k, elems));
-    KVCAP_TEST_CUDA(mr->allocate(&v, elems));
+    if (v_elems) KVCAP_TEST_CUDA(mr->allocate(&v, v_elems));
     KVCAP_TEST_CUDA(mr->allocate(&meta, metas));
     if (tables) KVCAP_TEST_CUDA(mr->allocate(&table, tables));
     if (indptrs) KVCAP_TEST_CUDA(mr->allocate(&indptr, indptrs));
     upload(h);
     view = h.view;
-    view.k = k, view.v = v, view.meta = meta;
+    view.k = k, view.meta = meta;
+    view.v = v_elems ? v : k + (h.view.v - h.k.data());  // a fused layout's V: where it lies in the host's k
     if constexpr (requires { view.mapping.block_table; }) view.mapping.block_table = tables ? table : nullptr;
     if constexpr (requires { view.mapping.head_indptr; }) view.mapping.head_indptr = indptrs ? indptr : nullptr;
   }
   device_image(const device_image&) = delete;
   device_image& operator=(const device_image&) = delete;
   ~device_image() {
-    (void)mr->deallocate(k, elems), (void)mr->deallocate(v, elems), (void)mr->deallocate(meta, metas);
+    (void)mr->deallocate(k, elems), (void)mr->deallocate(v, v_elems), (void)mr->deallocate(meta, metas);
     (void)mr->deallocate(table, tables), (void)mr->deallocate(indptr, indptrs);
   }
 
   void upload(const host_image<T, Layout>& h) {
     KVCAP_TEST_CUDA(cudaMemcpy(k, h.k.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
-    KVCAP_TEST_CUDA(cudaMemcpy(v, h.v.data(), elems * sizeof(T), cudaMemcpyHostToDevice));
+    if (v_elems) KVCAP_TEST_CUDA(cudaMemcpy(v, h.v.data(), v_elems * sizeof(T), cudaMemcpyHostToDevice));
     KVCAP_TEST_CUDA(cudaMemcpy(meta, h.meta.data(), metas * sizeof(token_meta), cudaMemcpyHostToDevice));
     if (tables)
       KVCAP_TEST_CUDA(cudaMemcpy(table, h.block_table.data(), tables * sizeof(std::int32_t), cudaMemcpyHostToDevice));
@@ -86,7 +88,7 @@ struct device_image {
   /// K, V and metadata back into `h` (whose arrangement must be the one uploaded).
   void download(host_image<T, Layout>& h) const {
     KVCAP_TEST_CUDA(cudaMemcpy(h.k.data(), k, elems * sizeof(T), cudaMemcpyDeviceToHost));
-    KVCAP_TEST_CUDA(cudaMemcpy(h.v.data(), v, elems * sizeof(T), cudaMemcpyDeviceToHost));
+    if (v_elems) KVCAP_TEST_CUDA(cudaMemcpy(h.v.data(), v, v_elems * sizeof(T), cudaMemcpyDeviceToHost));
     KVCAP_TEST_CUDA(cudaMemcpy(h.meta.data(), meta, metas * sizeof(token_meta), cudaMemcpyDeviceToHost));
   }
 };

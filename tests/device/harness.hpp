@@ -6,6 +6,7 @@
 // Plain C++ (no CUDA): the GPU tests copy these host images to the device.
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -48,8 +49,16 @@ constexpr const char* layout_name() {
   else if constexpr (std::is_same_v<Layout, layouts::hnd>) return "hnd";
   else if constexpr (std::is_same_v<Layout, layouts::paged_nhd>) return "paged_nhd";
   else if constexpr (std::is_same_v<Layout, layouts::paged_hnd>) return "paged_hnd";
-  else return "varlen";
+  else if constexpr (std::is_same_v<Layout, layouts::varlen>) return "varlen";
+  else return "a layout outside kvcap";
 }
+
+/// Layouts whose K and V share one buffer (tests/extension/kv_fused.hpp): the view's v lies in
+/// the buffer its k starts, where `Layout::values_of` puts it.
+template <class Layout>
+constexpr bool fused_kv = requires(float* buffer, const typename Layout::mapping& m) {
+  { Layout::values_of(buffer, m) } -> std::same_as<float*>;
+};
 
 /// T holds float's exponent range (float, bfloat16), not half's (its largest finite is 65504).
 template <class T>
@@ -94,7 +103,9 @@ struct host_image {
   host_image& operator=(const host_image&) = delete;
 
   void bind() {
-    view.k = k.data(), view.v = v.data(), view.meta = meta.data();
+    view.k = k.data(), view.meta = meta.data();
+    if constexpr (fused_kv<Layout>) view.v = Layout::values_of(k.data(), view.mapping);  // v stays empty
+    else view.v = v.data();
     if constexpr (requires { view.mapping.block_table; })
       view.mapping.block_table = block_table.empty() ? nullptr : block_table.data();
     if constexpr (requires { view.mapping.head_indptr; })
@@ -134,7 +145,7 @@ void arrange(host_image<T, Layout>& img, rng& r, index_t capacity, index_t heads
   const auto elems = static_cast<std::size_t>(m.required_span_size());
   // Fill with a recognisable pattern so stray writes show.
   img.k.assign(elems, static_cast<T>(7.f));
-  img.v.assign(elems, static_cast<T>(-7.f));
+  img.v.assign(fused_kv<Layout> ? 0 : elems, static_cast<T>(-7.f));  // a fused layout's V is in k
   token_meta junk{};
   junk.index = -99;
   index_t metas = m.capacity * heads;

@@ -1,12 +1,15 @@
 // tests/device/test_device_parity.cu — the device executor keeps exactly what the host
 // executor keeps: thousands of randomized ragged batches across layouts (contiguous NHD/HND,
-// shuffled page pools of random page size, padded per-head runs), element types, scorers
-// (single, structure-aware, composite, forced keep), budgets, chunk histories, value
+// shuffled page pools of random page size, padded per-head runs, and one written outside
+// kvcap with K and V in one buffer), element types, scorers (kvcap's and one written outside
+// it; single, structure-aware, composite, forced keep), budgets, chunk histories, value
 // distributions built for ties (small integers, duplicate rows, ±0, overflow to inf/NaN),
 // protected tokens, and the merge reducer. The whole storage is compared after each call, so
 // a stray write anywhere (other heads, unused pages, gaps between heads, slots past the new
 // length) fails too.
 
+#include "../extension/key_peak.hpp"
+#include "../extension/kv_fused.hpp"
 #include "device_harness.cuh"
 #include "shared_heads_case.hpp"
 #include "shared_heads_hand.hpp"
@@ -167,6 +170,29 @@ TEST_CASE_TEMPLATE("device keeps what the host keeps: bfloat16" * doctest::skip(
     device_matches_host<__nv_bfloat16, Layout, scorers::observation_window>(r, stream, {});
   }
   device_matches_host<__nv_bfloat16, Layout, scorers::key_diff>(
+      r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
+  KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
+}
+
+TEST_CASE_TEMPLATE("device keeps what the host keeps: a scorer and a layout written outside kvcap" *
+                       doctest::skip(no_gpu()),
+                   T, __half, float) {
+  // tests/extension: user::key_peak (a scorer) and user::kv_fused (a layout whose K and V share
+  // one buffer, each token's row holding its K and then its V), each one header of its own and
+  // no edit in include/kvcap. The kernels compact K and V in place in that one buffer; the
+  // whole buffer is compared, so a write into the other tensor's half of a row fails. The
+  // small-integer cases tie many peaks.
+  each_scorer<T, user::kv_fused, user::key_peak, scorers::key_norm, scorers::key_diff, blend_norms>(41, 40);
+  each_scorer<T, layouts::paged_hnd, user::key_peak>(42, 40);
+  each_scorer<T, layouts::varlen, user::key_peak>(43, 20);
+  rng r(44);
+  cudaStream_t stream;
+  KVCAP_TEST_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int c = 0; c < scaled(20); ++c) {
+    device_matches_host<T, user::kv_fused, user::key_peak, reducers::merge>(r, stream, {});
+    device_matches_host<T, user::kv_fused, scorers::observation_window>(r, stream, {});
+  }
+  device_matches_host<T, user::kv_fused, user::key_peak>(
       r, stream, {.max_heads = 8, .max_requests = 4, .max_budget = 2000, .max_chunk = 800, .dims = {64, 128}});
   KVCAP_TEST_CUDA(cudaStreamDestroy(stream));
 }
