@@ -110,7 +110,8 @@ kept_sets run_hand_case(extension_compressor<T, Layout, Scorer>& c) {
   return kept_of(view);
 }
 
-constexpr host::compressor_shape hand_shape{.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 2, .max_chunk = 3};
+constexpr host::compressor_shape hand_shape{
+    .num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 2, .max_chunk = 3};
 
 TEST_CASE_TEMPLATE("key_peak, a scorer written outside kvcap, keeps the hand-checked sets", T, float, Eigen::half,
                    Eigen::bfloat16) {
@@ -234,7 +235,8 @@ TEST_CASE_TEMPLATE("kv_fused, a layout written outside kvcap, keeps what a plain
 }
 
 TEST_CASE("kv_fused gets the checks of kvcap's own layouts, and a refused chunk leaves its buffer as it was") {
-  constexpr host::compressor_shape shape{.num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 4, .max_chunk = 3};
+  constexpr host::compressor_shape shape{
+      .num_layers = 1, .num_kv_heads = 2, .num_q_heads = 2, .head_dim = 4, .max_chunk = 3};
   using fused = extension_compressor<float, user::kv_fused, user::key_peak>;
   SUBCASE("an engine layer with the wrong number of heads is named") {
     fused_layer<float> layer(8, 3, 4);
